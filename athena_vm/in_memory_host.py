@@ -1,0 +1,198 @@
+"""A complete host held in memory: accounts, storage, templates, calls with rollback.
+
+Tests and the CLI run programs against it; the executor implements the same `Host` protocol
+over LevelDB. Every change is recorded in a journal so a failed call frame can be undone.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import blake3
+
+from athena_vm.errors import Fault, ProgramError
+from athena_vm.host import (
+    MAX_CALL_DEPTH,
+    CallResult,
+    ExecutionContext,
+    Message,
+    StorageStatus,
+    TxContext,
+)
+from athena_vm.payload import wrap_call
+from athena_vm.program import cached_program
+from athena_vm.status import StatusCode
+from athena_vm.vm import ExecutionResult, execute
+
+ZERO32 = bytes(32)
+
+
+def generate_address(digest: bytes) -> bytes:
+    """GenerateAddress(h) = 4 zero bytes ‖ h[12:32]."""
+    return bytes(4) + digest[12:32]
+
+
+def template_address(code: bytes) -> bytes:
+    return generate_address(blake3.blake3(code).digest())
+
+
+def spawn_address(template: bytes, blob: bytes) -> bytes:
+    return generate_address(blake3.blake3(template + blob).digest())
+
+
+@dataclass(slots=True)
+class Account:
+    balance: int = 0
+    template: bytes | None = None
+    state: bytes = b""
+    storage: dict[bytes, bytes] = field(default_factory=dict)
+
+
+Undo = Callable[[], object]
+
+
+@dataclass
+class InMemoryHost:
+    accounts: dict[bytes, Account] = field(default_factory=dict)
+    templates: dict[bytes, bytes] = field(default_factory=dict)
+    tx_context: TxContext = field(default_factory=TxContext)
+    block_hashes: dict[int, bytes] = field(default_factory=dict)
+    journal: list[Undo] = field(default_factory=list)
+
+    # --- set-up helpers for tests and the CLI -------------------------------------------
+
+    def account(self, address: bytes) -> Account:
+        """The account at `address`, created empty (and journaled) if missing."""
+        acct = self.accounts.get(address)
+        if acct is None:
+            acct = self.accounts[address] = Account()
+            self.journal.append(lambda: self.accounts.pop(address, None))
+        return acct
+
+    def add_template(self, code: bytes) -> bytes:
+        address = template_address(code)
+        if address not in self.templates:
+            self.templates[address] = code
+            self.journal.append(lambda: self.templates.pop(address, None))
+        return address
+
+    def set_balance(self, address: bytes, balance: int) -> None:
+        acct = self.account(address)
+        old = acct.balance
+        acct.balance = balance
+        self.journal.append(lambda: setattr(acct, "balance", old))
+
+    def snapshot(self) -> int:
+        return len(self.journal)
+
+    def rollback(self, mark: int) -> None:
+        while len(self.journal) > mark:
+            self.journal.pop()()
+
+    # --- the Host protocol --------------------------------------------------------------
+
+    def account_exists(self, address: bytes) -> bool:
+        return address in self.accounts
+
+    def get_storage(self, address: bytes, key: bytes) -> bytes:
+        acct = self.accounts.get(address)
+        return acct.storage.get(key, ZERO32) if acct else ZERO32
+
+    def set_storage(self, address: bytes, key: bytes, value: bytes) -> StorageStatus:
+        storage = self.account(address).storage
+        old = storage.get(key)
+        if value == ZERO32:
+            storage.pop(key, None)
+        else:
+            storage[key] = value
+        self.journal.append(lambda: _restore(storage, key, old))
+        current = old or ZERO32
+        if current == value:
+            return StorageStatus.ASSIGNED
+        if current == ZERO32:
+            return StorageStatus.ADDED
+        return StorageStatus.DELETED if value == ZERO32 else StorageStatus.MODIFIED
+
+    def get_balance(self, address: bytes) -> int:
+        acct = self.accounts.get(address)
+        return acct.balance if acct else 0
+
+    def transfer(self, sender: bytes, recipient: bytes, amount: int) -> bool:
+        if self.get_balance(sender) < amount:
+            return False
+        if amount:
+            self.set_balance(sender, self.get_balance(sender) - amount)
+            self.set_balance(recipient, self.get_balance(recipient) + amount)
+        return True
+
+    def call(self, message: Message) -> CallResult:
+        if message.depth > MAX_CALL_DEPTH:
+            return CallResult(StatusCode.CALL_DEPTH_EXCEEDED, reason=f"call depth {message.depth}")
+        mark = self.snapshot()
+        if not self.transfer(message.sender, message.recipient, message.value):
+            return CallResult(
+                StatusCode.INSUFFICIENT_BALANCE,
+                reason=f"balance {self.get_balance(message.sender)} < {message.value}",
+            )
+        acct = self.accounts.get(message.recipient)
+        if not message.input or acct is None or acct.template is None:
+            return CallResult(StatusCode.SUCCESS, gas_left=message.gas)
+        context = ExecutionContext(
+            callee=message.recipient,
+            callee_template=acct.template,
+            caller=message.sender,
+            caller_template=message.sender_template,
+            received=message.value,
+            depth=message.depth,
+        )
+        result = self.run(context, wrap_call(acct.state, message.input), message.gas)
+        if not result.ok:
+            self.rollback(mark)
+        return CallResult(result.status, result.output, result.gas_left, result.reason)
+
+    def run(self, context: ExecutionContext, payload: bytes, gas: int) -> ExecutionResult:
+        """Execute the code of `context.callee_template` with this host."""
+        code = self.templates.get(context.callee_template)
+        if code is None:
+            return ExecutionResult(
+                StatusCode.FAILURE,
+                gas,
+                0,
+                reason=f"no template at 0x{context.callee_template.hex()}",
+            )
+        try:
+            program = cached_program(code)
+        except ProgramError as exc:
+            return ExecutionResult(StatusCode.FAILURE, gas, 0, reason=f"bad template: {exc}")
+        return execute(program, self, context, payload, gas)
+
+    def spawn(self, template: bytes, blob: bytes) -> bytes:
+        address = spawn_address(template, blob)
+        acct = self.account(address)
+        old = (acct.template, acct.state)
+        acct.template, acct.state = template, blob
+        self.journal.append(lambda: _restore_code(acct, old))
+        return address
+
+    def deploy(self, code: bytes) -> bytes:
+        try:
+            cached_program(code)
+        except ProgramError as exc:
+            raise Fault(StatusCode.FAILURE, f"deploy of invalid code: {exc}") from None
+        return self.add_template(code)
+
+    def get_tx_context(self) -> TxContext:
+        return self.tx_context
+
+    def get_block_hash(self, block_height: int) -> bytes:
+        return self.block_hashes.get(block_height, ZERO32)
+
+
+def _restore(storage: dict[bytes, bytes], key: bytes, old: bytes | None) -> None:
+    if old is None:
+        storage.pop(key, None)
+    else:
+        storage[key] = old
+
+
+def _restore_code(acct: Account, old: tuple[bytes | None, bytes]) -> None:
+    acct.template, acct.state = old

@@ -1,0 +1,1 @@
+"""athena-devnet: what every process shares, and what a user drives."""

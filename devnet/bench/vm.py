@@ -1,0 +1,7 @@
+"""placeholder"""
+
+from collections.abc import Iterator
+
+
+def run(seconds: float) -> Iterator[str]:
+    yield "not yet"

@@ -1,0 +1,19 @@
+"""The `devnet` command."""
+
+import typer
+
+from devnet.cli import bench, build, vm
+
+app = typer.Typer(
+    name="devnet",
+    help="A local Athena rollup devnet: run it, script it, test against it.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("build")(build.build_command)
+app.add_typer(vm.app, name="vm")
+app.add_typer(bench.app, name="bench")
+
+
+def main() -> None:
+    app()
