@@ -68,6 +68,7 @@ def build(source: Path, output: Path, extra_sources: tuple[Path, ...] = ()) -> b
             *TARGET_FLAGS,
             *COMPILE_FLAGS,
             *LINK_FLAGS,
+            "-I.",
             f"-I{source.parent.resolve()}",
             f"-ffile-prefix-map={work}=.",
             "athena_rt.c",

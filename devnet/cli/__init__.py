@@ -2,7 +2,7 @@
 
 import typer
 
-from devnet.cli import bench, build, vm
+from devnet.cli import bench, build, templates, vm
 
 app = typer.Typer(
     name="devnet",
@@ -13,6 +13,7 @@ app = typer.Typer(
 app.command("build")(build.build_command)
 app.add_typer(vm.app, name="vm")
 app.add_typer(bench.app, name="bench")
+app.add_typer(templates.app, name="templates")
 
 
 def main() -> None:

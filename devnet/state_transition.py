@@ -1,0 +1,249 @@
+"""The Athena state transition: one transaction applied to a state view.
+
+Pure: it reads and writes only through the `State` protocol (the in-memory host in tests,
+a LevelDB-backed view in the executor) and returns a `Receipt`. The order of checks is the
+protocol's, and each check that fails before the fee is charged rejects the transaction
+with nothing changed:
+
+decode → gas_price > 0 → principal exists (or a self-spawn derives it) → template `verify`
+→ nonce → balance covers gas_limit × gas_price → charge → run the method with what verify
+left → refund unused gas → split the fee → nonce + 1, even when the method failed (whose
+own changes are rolled back).
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import blake3
+
+from athena_vm import ExecutionContext, ExecutionPayload, Host, Payload, StatusCode
+from athena_vm.address import spawn_address
+from athena_vm.payload import selector
+from athena_vm.scale import encode_bytes
+from athena_vm.vm import ExecutionResult
+from devnet.errors import TransactionError
+from devnet.transaction import MAX_TX_SIZE, Transaction, decode_transaction
+
+VERIFY = selector("verify")
+SPAWN = selector("spawn")
+BPS = 10_000
+MAX_BALANCE = 2**64 - 1
+
+
+class State(Host, Protocol):
+    """What the transition needs of a state view beyond the VM's host functions."""
+
+    def nonce(self, address: bytes) -> int: ...
+
+    def set_nonce(self, address: bytes, nonce: int) -> None: ...
+
+    def set_balance(self, address: bytes, balance: int) -> None: ...
+
+    def account_template(self, address: bytes) -> bytes | None: ...
+
+    def account_state(self, address: bytes) -> bytes: ...
+
+    def template_code(self, template: bytes) -> bytes | None: ...
+
+    def run(self, context: ExecutionContext, payload: bytes, gas: int) -> ExecutionResult: ...
+
+    def snapshot(self) -> int: ...
+
+    def rollback(self, mark: int) -> None: ...
+
+    def touched_since(self, mark: int) -> set[bytes]: ...
+
+
+@dataclass(frozen=True)
+class TransitionConfig:
+    genesis_id: bytes
+    #: The executor's Athena account, credited with its share of every fee (None: burnt).
+    executor: bytes | None = None
+    #: The executor's share of each fee in basis points; the bundling relay gets the rest.
+    executor_share_bps: int = 2_000
+    max_tx_size: int = MAX_TX_SIZE
+    max_gas_limit: int = 100_000_000
+
+
+@dataclass(frozen=True)
+class Receipt:
+    tx_id: bytes
+    status: StatusCode
+    reason: str | None = None
+    principal: bytes | None = None
+    nonce: int | None = None
+    gas_used: int = 0
+    fee: int = 0
+    relay_fee: int = 0
+    executor_fee: int = 0
+    burnt: int = 0
+    output: bytes = b""
+    logs: tuple[str, ...] = ()
+    touched: tuple[bytes, ...] = ()
+
+    @property
+    def rejected(self) -> bool:
+        """Refused before charging: not executed, nothing changed, nonce not used."""
+        return self.status == StatusCode.REJECTED
+
+    @property
+    def ok(self) -> bool:
+        return self.status == StatusCode.SUCCESS
+
+
+class Rejection(Exception):
+    """A check before charging failed; carries the receipt's reason."""
+
+
+def _reject(tx_id: bytes, reason: str, tx: Transaction | None = None) -> Receipt:
+    return Receipt(
+        tx_id,
+        StatusCode.REJECTED,
+        reason,
+        principal=tx.principal if tx else None,
+        nonce=tx.nonce if tx else None,
+    )
+
+
+def apply_transaction(
+    state: State, raw: bytes, config: TransitionConfig, relay: bytes | None = None
+) -> Receipt:
+    """Apply one encoded transaction; `relay` is the bundler credited with its fee share."""
+    try:
+        tx = decode_transaction(raw, config.max_tx_size)
+    except TransactionError as exc:
+        return _reject(blake3.blake3(raw).digest(), str(exc))
+    try:
+        template, account_state = _principal(state, tx)
+        _check_gas(tx, config)
+        verify_gas = _verify(state, tx, template, account_state, config)
+        _check_nonce_and_balance(state, tx)
+    except Rejection as exc:
+        return _reject(tx.id, str(exc), tx)
+    return _execute(state, tx, template, account_state, verify_gas, config, relay)
+
+
+def _check_gas(tx: Transaction, config: TransitionConfig) -> None:
+    if tx.gas_price <= 0:
+        raise Rejection("gas price must be above 0")
+    if tx.gas_limit > config.max_gas_limit:
+        raise Rejection(f"gas limit {tx.gas_limit} exceeds the maximum {config.max_gas_limit}")
+    if tx.max_fee > MAX_BALANCE:
+        raise Rejection("gas_limit × gas_price overflows a u64 balance")
+
+
+def _principal(state: State, tx: Transaction) -> tuple[bytes, bytes]:
+    """The principal's template and state blob, or those a self-spawn will create."""
+    existing = state.account_template(tx.principal)
+    if tx.template is None:
+        if existing is None:
+            raise Rejection(
+                f"principal 0x{tx.principal.hex()} does not exist: spawn it first "
+                "(a self-spawn names its template)"
+            )
+        return existing, state.account_state(tx.principal)
+    if existing is not None:
+        raise Rejection(f"principal 0x{tx.principal.hex()} is already spawned")
+    if state.template_code(tx.template) is None:
+        raise Rejection(f"unknown template 0x{tx.template.hex()}")
+    if tx.payload.selector != SPAWN:
+        raise Rejection("a transaction naming a template must call spawn")
+    derived = spawn_address(tx.template, tx.payload.input)
+    if derived != tx.principal:
+        raise Rejection(
+            f"principal 0x{tx.principal.hex()} is not the spawn address 0x{derived.hex()} "
+            "of the template and spawn arguments"
+        )
+    return tx.template, tx.payload.input
+
+
+def _context(tx: Transaction, template: bytes) -> ExecutionContext:
+    return ExecutionContext(
+        callee=tx.principal,
+        callee_template=template,
+        caller=tx.principal,
+        caller_template=template,
+    )
+
+
+def _verify(
+    state: State, tx: Transaction, template: bytes, account_state: bytes, config: TransitionConfig
+) -> int:
+    """Run the template's verify; returns the gas it used. Leaves no trace in the state."""
+    args = encode_bytes(tx.signing_bytes(config.genesis_id)) + tx.signature
+    payload = ExecutionPayload(account_state, Payload(VERIFY, args)).encode()
+    mark = state.snapshot()
+    result = state.run(_context(tx, template), payload, tx.gas_limit)
+    state.rollback(mark)
+    if not result.ok:
+        raise Rejection(f"verify failed: {result.status.name} {result.reason or ''}".strip())
+    if result.output != b"\x01":
+        raise Rejection("invalid signature: the template's verify refused it")
+    return result.gas_used
+
+
+def _check_nonce_and_balance(state: State, tx: Transaction) -> None:
+    expected = state.nonce(tx.principal)
+    if tx.nonce < expected:
+        raise Rejection(f"stale nonce {tx.nonce}: next nonce is {expected}")
+    if tx.nonce > expected:
+        raise Rejection(f"nonce gap: {tx.nonce} given, next nonce is {expected}")
+    balance = state.get_balance(tx.principal)
+    if balance < tx.max_fee:
+        raise Rejection(f"balance {balance} does not cover gas_limit × gas_price = {tx.max_fee}")
+
+
+def _credit(state: State, address: bytes | None, amount: int) -> int:
+    """Pay `amount` to `address`; returns what could not be paid and is burnt."""
+    if address is None or amount == 0:
+        return amount
+    balance = state.get_balance(address)
+    if balance + amount > MAX_BALANCE:
+        return amount
+    state.set_balance(address, balance + amount)
+    return 0
+
+
+def _execute(
+    state: State,
+    tx: Transaction,
+    template: bytes,
+    account_state: bytes,
+    verify_gas: int,
+    config: TransitionConfig,
+    relay: bytes | None,
+) -> Receipt:
+    mark = state.snapshot()
+    state.set_balance(tx.principal, state.get_balance(tx.principal) - tx.max_fee)
+    method_mark = state.snapshot()
+    payload = ExecutionPayload(account_state, tx.payload).encode()
+    result = state.run(_context(tx, template), payload, tx.gas_limit - verify_gas)
+    status, reason = result.status, result.reason
+    if result.ok and tx.template is not None and state.account_template(tx.principal) is None:
+        status, reason = StatusCode.FAILURE, "spawn did not create the principal"
+    if status != StatusCode.SUCCESS:
+        state.rollback(method_mark)
+    method_gas = result.gas_used if status == StatusCode.SUCCESS else tx.gas_limit - verify_gas
+    gas_used = verify_gas + method_gas
+    fee = gas_used * tx.gas_price
+    state.set_balance(tx.principal, state.get_balance(tx.principal) + tx.max_fee - fee)
+    executor_fee = fee * config.executor_share_bps // BPS
+    relay_fee = fee - executor_fee
+    burnt = _credit(state, config.executor, executor_fee) + _credit(state, relay, relay_fee)
+    state.set_nonce(tx.principal, tx.nonce + 1)
+    ok = status == StatusCode.SUCCESS
+    return Receipt(
+        tx_id=tx.id,
+        status=status,
+        reason=reason,
+        principal=tx.principal,
+        nonce=tx.nonce,
+        gas_used=gas_used,
+        fee=fee,
+        relay_fee=relay_fee,
+        executor_fee=executor_fee,
+        burnt=burnt,
+        output=result.output if ok else b"",
+        logs=result.logs,
+        touched=tuple(sorted(state.touched_since(mark))),
+    )
