@@ -7,8 +7,10 @@ over LevelDB. Every change is recorded in a journal so a failed call frame can b
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import blake3
-
+# The address functions are re-exported: tools import them from here.
+from athena_vm.address import generate_address as generate_address
+from athena_vm.address import spawn_address as spawn_address
+from athena_vm.address import template_address as template_address
 from athena_vm.errors import Fault, ProgramError
 from athena_vm.host import (
     MAX_CALL_DEPTH,
@@ -26,28 +28,18 @@ from athena_vm.vm import ExecutionResult, execute
 ZERO32 = bytes(32)
 
 
-def generate_address(digest: bytes) -> bytes:
-    """GenerateAddress(h) = 4 zero bytes ‖ h[12:32]."""
-    return bytes(4) + digest[12:32]
-
-
-def template_address(code: bytes) -> bytes:
-    return generate_address(blake3.blake3(code).digest())
-
-
-def spawn_address(template: bytes, blob: bytes) -> bytes:
-    return generate_address(blake3.blake3(template + blob).digest())
-
-
 @dataclass(slots=True)
 class Account:
     balance: int = 0
+    nonce: int = 0
     template: bytes | None = None
     state: bytes = b""
     storage: dict[bytes, bytes] = field(default_factory=dict)
 
 
 Undo = Callable[[], object]
+#: The largest balance an account can hold (the VM reports balances as u64).
+MAX_BALANCE = 2**64 - 1
 
 
 @dataclass
@@ -56,7 +48,8 @@ class InMemoryHost:
     templates: dict[bytes, bytes] = field(default_factory=dict)
     tx_context: TxContext = field(default_factory=TxContext)
     block_hashes: dict[int, bytes] = field(default_factory=dict)
-    journal: list[Undo] = field(default_factory=list)
+    #: (address touched, how to undo the change), newest last.
+    journal: list[tuple[bytes, Undo]] = field(default_factory=list)
 
     # --- set-up helpers for tests and the CLI -------------------------------------------
 
@@ -65,28 +58,57 @@ class InMemoryHost:
         acct = self.accounts.get(address)
         if acct is None:
             acct = self.accounts[address] = Account()
-            self.journal.append(lambda: self.accounts.pop(address, None))
+            self.journal.append((address, lambda: self.accounts.pop(address, None)))
         return acct
 
     def add_template(self, code: bytes) -> bytes:
         address = template_address(code)
         if address not in self.templates:
             self.templates[address] = code
-            self.journal.append(lambda: self.templates.pop(address, None))
+            self.journal.append((address, lambda: self.templates.pop(address, None)))
         return address
 
     def set_balance(self, address: bytes, balance: int) -> None:
+        if not 0 <= balance <= MAX_BALANCE:
+            raise ValueError(f"balance {balance} out of the u64 range")
         acct = self.account(address)
         old = acct.balance
         acct.balance = balance
-        self.journal.append(lambda: setattr(acct, "balance", old))
+        self.journal.append((address, lambda: setattr(acct, "balance", old)))
 
     def snapshot(self) -> int:
         return len(self.journal)
 
     def rollback(self, mark: int) -> None:
         while len(self.journal) > mark:
-            self.journal.pop()()
+            self.journal.pop()[1]()
+
+    def touched_since(self, mark: int) -> set[bytes]:
+        """Addresses changed since `snapshot()` returned `mark`."""
+        return {address for address, _ in self.journal[mark:]}
+
+    # --- what the state transition reads and writes besides the Host protocol ---------
+
+    def nonce(self, address: bytes) -> int:
+        acct = self.accounts.get(address)
+        return acct.nonce if acct else 0
+
+    def set_nonce(self, address: bytes, nonce: int) -> None:
+        acct = self.account(address)
+        old = acct.nonce
+        acct.nonce = nonce
+        self.journal.append((address, lambda: setattr(acct, "nonce", old)))
+
+    def account_template(self, address: bytes) -> bytes | None:
+        acct = self.accounts.get(address)
+        return acct.template if acct else None
+
+    def account_state(self, address: bytes) -> bytes:
+        acct = self.accounts.get(address)
+        return acct.state if acct else b""
+
+    def template_code(self, template: bytes) -> bytes | None:
+        return self.templates.get(template)
 
     # --- the Host protocol --------------------------------------------------------------
 
@@ -104,7 +126,7 @@ class InMemoryHost:
             storage.pop(key, None)
         else:
             storage[key] = value
-        self.journal.append(lambda: _restore(storage, key, old))
+        self.journal.append((address, lambda: _restore(storage, key, old)))
         current = old or ZERO32
         if current == value:
             return StorageStatus.ASSIGNED
@@ -117,9 +139,12 @@ class InMemoryHost:
         return acct.balance if acct else 0
 
     def transfer(self, sender: bytes, recipient: bytes, amount: int) -> bool:
+        """Move coins; False (and nothing moved) if the sender lacks them."""
         if self.get_balance(sender) < amount:
             return False
-        if amount:
+        if self.get_balance(recipient) + amount > MAX_BALANCE and sender != recipient:
+            return False
+        if amount and sender != recipient:
             self.set_balance(sender, self.get_balance(sender) - amount)
             self.set_balance(recipient, self.get_balance(recipient) + amount)
         return True
@@ -170,7 +195,7 @@ class InMemoryHost:
         acct = self.account(address)
         old = (acct.template, acct.state)
         acct.template, acct.state = template, blob
-        self.journal.append(lambda: _restore_code(acct, old))
+        self.journal.append((address, lambda: _restore_code(acct, old)))
         return address
 
     def deploy(self, code: bytes) -> bytes:
