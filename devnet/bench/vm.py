@@ -74,7 +74,9 @@ def measure(code: bytes, workload: Workload, min_seconds: float) -> Measurement:
         result = execute(program, InMemoryHost(), ExecutionContext(callee=bytes(24)), payload)
         elapsed = time.perf_counter() - started
         if not result.ok:
-            raise RuntimeError(f"{workload.name} guest failed: {result.status.name} {result.reason}")
+            raise RuntimeError(
+                f"{workload.name} guest failed: {result.status.name} {result.reason}"
+            )
         if result.output != workload.expected(rounds):
             raise RuntimeError(f"{workload.name} guest computed a wrong result")
         if elapsed >= min_seconds:

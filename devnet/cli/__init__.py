@@ -2,7 +2,7 @@
 
 import typer
 
-from devnet.cli import bench, build, templates, vm
+from devnet.cli import bench, build, key, templates, tx, vm
 
 app = typer.Typer(
     name="devnet",
@@ -14,6 +14,8 @@ app.command("build")(build.build_command)
 app.add_typer(vm.app, name="vm")
 app.add_typer(bench.app, name="bench")
 app.add_typer(templates.app, name="templates")
+app.add_typer(tx.app, name="tx")
+app.add_typer(key.app, name="key")
 
 
 def main() -> None:
