@@ -1,0 +1,5 @@
+"""`python -m devnet` is the `devnet` command."""
+
+from devnet.cli import main
+
+main()
