@@ -35,7 +35,8 @@ def jal(m: Machine, i: Instr, pc: int) -> int:
 
 
 def jalr(m: Machine, i: Instr, pc: int) -> int:
-    target = (m.regs[i.rs1] + i.imm) & MASK
+    # RISC-V clears the target's least-significant bit.
+    target = (m.regs[i.rs1] + i.imm) & 0xFFFFFFFE
     m.regs[i.rd] = (pc + 4) & MASK
     return target
 

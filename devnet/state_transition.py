@@ -227,9 +227,13 @@ def _execute(
     gas_used = verify_gas + method_gas
     fee = gas_used * tx.gas_price
     state.set_balance(tx.principal, state.get_balance(tx.principal) + tx.max_fee - fee)
-    executor_fee = fee * config.executor_share_bps // BPS
-    relay_fee = fee - executor_fee
-    burnt = _credit(state, config.executor, executor_fee) + _credit(state, relay, relay_fee)
+    executor_share = fee * config.executor_share_bps // BPS
+    relay_share = fee - executor_share
+    # The receipt reports what was paid: a share with nowhere to go is burnt instead, so
+    # relay_fee + executor_fee + burnt == fee.
+    executor_fee = executor_share - _credit(state, config.executor, executor_share)
+    relay_fee = relay_share - _credit(state, relay, relay_share)
+    burnt = fee - executor_fee - relay_fee
     state.set_nonce(tx.principal, tx.nonce + 1)
     ok = status == StatusCode.SUCCESS
     return Receipt(

@@ -16,7 +16,8 @@ static void read_state(void) {
 
 /* spawn({required u8, keys Vec<[32]>}) → address */
 ATHENA_EXPORT(spawn) {
-  read_state();
+  read_state(); /* the calling account's state (for a self-spawn, the new one) */
+  read_state(); /* the arguments: the new multisig's state */
   uint8_t blob[1 + 1 + 32 * MAX_KEYS];
   uint32_t n = 0;
   blob[n++] = required;
@@ -62,5 +63,6 @@ ATHENA_EXPORT(verify) {
       break;
     }
   }
-  return_bool(ok);
+  /* Exactly `required` signatures: extra bytes would change the id, not the meaning. */
+  return_bool(ok && athena_input_len() == 0);
 }

@@ -55,8 +55,20 @@ static int same_selector(const uint8_t a[4], const uint8_t b[4]) {
   return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
 }
 
+/*
+ * Methods that move the account's coins or tokens run only as the account's own
+ * transaction (the state transition calls the principal with caller = callee), never
+ * through another account's HOST_CALL: otherwise any account could proxy into them.
+ */
+static void require_self(void) {
+  athena_context_t ctx;
+  athena_context(&ctx);
+  if (memcmp(ctx.caller, ctx.callee, 24) != 0) fail();
+}
+
 /* spend({recipient [24], amount u64}) */
 static void method_spend(void) {
+  require_self();
   uint8_t recipient[24];
   athena_read(recipient, 24);
   transfer(recipient, athena_read_u64());
@@ -64,6 +76,7 @@ static void method_spend(void) {
 
 /* proxy({destination [24], method Option<[4]>, args Option<Vec<u8>>, amount u64}) → output */
 static void method_proxy(void) {
+  require_self();
   uint8_t destination[24], method[4];
   athena_read(destination, 24);
   int has_method = read_option();

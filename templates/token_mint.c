@@ -15,7 +15,8 @@ static void read_state(void) {
 
 /* spawn({owner [32], max_supply u64, price u64}) → address */
 ATHENA_EXPORT(spawn) {
-  read_state();
+  read_state(); /* the calling account's state (for a self-spawn, the new one) */
+  read_state(); /* the arguments: the new mint's state */
   if (price == 0) fail();
   uint8_t blob[48];
   memcpy(blob, owner, 32);
@@ -64,5 +65,5 @@ ATHENA_EXPORT(verify) {
   uint32_t len = read_tx();
   uint8_t sig[64];
   athena_read(sig, 64);
-  return_bool(athena_ed25519_verify(tx_buffer, len, owner, sig));
+  return_bool(athena_input_len() == 0 && athena_ed25519_verify(tx_buffer, len, owner, sig));
 }

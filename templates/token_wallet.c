@@ -19,7 +19,8 @@ static int same_address(const uint8_t a[24], const uint8_t b[24]) {
 
 /* spawn({owner [32], mint_template [24], wallet_template [24]}) → address */
 ATHENA_EXPORT(spawn) {
-  read_state();
+  read_state(); /* the calling account's state (for a self-spawn, the new one) */
+  read_state(); /* the arguments: the new token wallet's state */
   uint8_t blob[80];
   memcpy(blob, owner, 32);
   memcpy(blob + 32, mint_template, 24);
@@ -47,6 +48,7 @@ ATHENA_EXPORT(receive) {
 /* send_token({recipient [24], amount u64}) */
 ATHENA_EXPORT(send_token) {
   read_state();
+  require_self();
   uint8_t recipient[24];
   athena_read(recipient, 24);
   uint64_t amount = athena_read_u64();
@@ -78,5 +80,5 @@ ATHENA_EXPORT(verify) {
   uint32_t len = read_tx();
   uint8_t sig[64];
   athena_read(sig, 64);
-  return_bool(athena_ed25519_verify(tx_buffer, len, owner, sig));
+  return_bool(athena_input_len() == 0 && athena_ed25519_verify(tx_buffer, len, owner, sig));
 }

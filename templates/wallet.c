@@ -5,8 +5,13 @@ static uint8_t owner[32];
 
 static void read_state(void) { athena_read(owner, 32); }
 
-/* spawn(owner [32]) → address */
+/*
+ * spawn(owner [32]) → address. Like every method it reads the account's state first: for a
+ * self-spawn that is the new state itself, for a call on an existing wallet it is that
+ * wallet's, and either way the arguments follow.
+ */
 ATHENA_EXPORT(spawn) {
+  read_state();
   uint8_t key[32], address[24];
   athena_read(key, 32);
   athena_spawn(key, 32, address);
@@ -39,5 +44,5 @@ ATHENA_EXPORT(verify) {
   uint32_t len = read_tx();
   uint8_t sig[64];
   athena_read(sig, 64);
-  return_bool(athena_ed25519_verify(tx_buffer, len, owner, sig));
+  return_bool(athena_input_len() == 0 && athena_ed25519_verify(tx_buffer, len, owner, sig));
 }
