@@ -25,6 +25,7 @@ class Machine:
     regs: list[int] = field(default_factory=lambda: [0] * (NUM_REGISTERS + 1))
     pc: int = 0
     gas_used: int = 0
+    instructions: int = 0
     input: bytes = b""
     input_pos: int = 0
     output: bytearray = field(default_factory=bytearray)

@@ -19,6 +19,7 @@ from athena_vm.status import StatusCode
 from athena_vm.syscalls import flush_logs
 
 GAS_PER_INSTRUCTION = 4
+ECALL_WORD = 0x00000073
 DEFAULT_GAS_LIMIT = 2**32 - 1
 
 #: Called after each instruction with (pc, instruction, changed register or None, machine).
@@ -41,57 +42,71 @@ class ExecutionResult:
         return self.status == StatusCode.SUCCESS
 
 
-def run(m: Machine, program: Program) -> int:
-    """The reference interpreter. Runs from m.pc until a halt; returns instructions run.
+def step(m: Machine, code: dict[int, Instr]) -> bool:
+    """The reference step: run the instruction at m.pc, charge its gas, move pc.
 
-    Halts when the next pc is 0 (an export returned to ra = 0, or HALT) or has no
-    instruction. Gas is checked after each instruction, so a program may spend exactly
-    its limit.
+    Returns False once the run has halted: the next pc is 0 (an export returned to
+    ra = 0, or HALT) or holds no instruction. Gas is checked after the instruction, so a
+    program may spend exactly its limit, and running out wins over halting.
     """
-    code = program.code
-    limit = m.gas_limit
-    pc = m.pc
-    count = 0
-    ins = code.get(pc)
-    while ins is not None:
-        m.pc = pc
-        pc = ins.op(m, ins, pc)
-        count += 1
-        m.gas_used += GAS_PER_INSTRUCTION
-        if m.gas_used > limit:
-            m.pc = pc
-            raise Fault(StatusCode.OUT_OF_GAS, f"out of gas after {count} instructions")
-        if not pc:
-            break
-        ins = code.get(pc)
+    ins = code.get(m.pc)
+    if ins is None:
+        return False
+    pc = ins.op(m, ins, m.pc)
     m.pc = pc
-    return count
+    m.instructions += 1
+    m.gas_used += GAS_PER_INSTRUCTION
+    if m.gas_used > m.gas_limit:
+        raise Fault(StatusCode.OUT_OF_GAS, f"out of gas after {m.instructions} instructions")
+    return pc != 0
 
 
-def run_traced(m: Machine, program: Program, tracer: Tracer) -> int:
-    """`run`, reporting every instruction and the register it changed."""
+def _run_untraced(m: Machine, code: dict[int, Instr]) -> None:
+    """Exactly `while step(m, code): pass`, with the machine's counters kept in locals.
+
+    Syscalls read and add to `m.gas_used` (ED25519_VERIFY, HOST_CALL), so the counters are
+    written back before each ecall and read again after it.
+    """
+    pc, used, count, limit = m.pc, m.gas_used, m.instructions, m.gas_limit
+    get = code.get
+    ins = get(pc)
+    try:
+        while ins is not None:
+            if ins.word == ECALL_WORD:
+                m.pc, m.gas_used = pc, used
+                pc = ins.op(m, ins, pc)
+                used = m.gas_used
+            else:
+                pc = ins.op(m, ins, pc)
+            count += 1
+            used += GAS_PER_INSTRUCTION
+            if used > limit:
+                raise Fault(StatusCode.OUT_OF_GAS, f"out of gas after {count} instructions")
+            if not pc:
+                break
+            ins = get(pc)
+    finally:
+        m.pc, m.gas_used, m.instructions = pc, used, count
+
+
+def run(m: Machine, program: Program, tracer: Tracer | None = None) -> None:
+    """Step until the program halts, reporting each instruction to `tracer` if given."""
     code = program.code
-    pc = m.pc
-    count = 0
-    ins = code.get(pc)
-    while ins is not None:
-        m.pc = pc
-        before = list(m.regs)
+    if tracer is None:
+        _run_untraced(m, code)
+        return
+    going = True
+    while going:
+        pc, before = m.pc, list(m.regs)
+        ins = code.get(pc)
         try:
-            pc = ins.op(m, ins, pc)
+            going = step(m, code)
         finally:
-            changed = next(((r, m.regs[r]) for r in range(1, SINK) if m.regs[r] != before[r]), None)
-            tracer(m.pc, ins, changed, m)
-        count += 1
-        m.gas_used += GAS_PER_INSTRUCTION
-        if m.gas_used > m.gas_limit:
-            m.pc = pc
-            raise Fault(StatusCode.OUT_OF_GAS, f"out of gas after {count} instructions")
-        if not pc:
-            break
-        ins = code.get(pc)
-    m.pc = pc
-    return count
+            if ins is not None:
+                changed = next(
+                    ((r, m.regs[r]) for r in range(1, SINK) if m.regs[r] != before[r]), None
+                )
+                tracer(pc, ins, changed, m)
 
 
 def execute(
@@ -109,7 +124,6 @@ def execute(
     Never raises for anything the guest or the payload does: every fault becomes a result.
     """
     machine: Machine | None = None
-    count = 0
     try:
         try:
             decoded = decode_execution_payload(payload)
@@ -125,7 +139,7 @@ def execute(
         machine = Machine(Memory(program.image, memory_cap), gas_limit, context, host)
         machine.pc = entry
         machine.input = decoded.state + decoded.payload.input
-        count = run_traced(machine, program, tracer) if tracer else run(machine, program)
+        run(machine, program, tracer)
         flush_logs(machine)
     except Fault as fault:
         if machine is not None:
@@ -137,7 +151,7 @@ def execute(
             logs=tuple(machine.logs) if machine else (),
             reason=fault.reason,
             registers=machine.registers() if machine else (),
-            instructions=count,
+            instructions=machine.instructions if machine else 0,
         )
     return ExecutionResult(
         status=StatusCode.SUCCESS,
@@ -146,5 +160,5 @@ def execute(
         output=bytes(machine.output),
         logs=tuple(machine.logs),
         registers=machine.registers(),
-        instructions=count,
+        instructions=machine.instructions,
     )
