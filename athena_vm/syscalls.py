@@ -17,6 +17,8 @@ from athena_vm.status import StatusCode
 T0, A0, A1, A2, A3, A4, A5 = 5, 10, 11, 12, 13, 14, 15
 #: Largest buffer one syscall may read from or write to guest memory.
 MAX_SYSCALL_BUFFER = 1024 * 1024
+#: Largest template HOST_DEPLOY accepts: loading code costs host time that gas doesn't price.
+MAX_TEMPLATE_BYTES = 256 * 1024
 ED25519_VERIFY_GAS = 100
 CONTEXT_SIZE = 80
 
@@ -150,7 +152,10 @@ def sys_host_spawn(m: Machine) -> int | None:
 
 
 def sys_host_deploy(m: Machine) -> int | None:
-    code = _read(m, A0, _length(m, A1, "deploy code"))
+    length = _length(m, A1, "deploy code")
+    if length > MAX_TEMPLATE_BYTES:
+        raise _bad_argument(f"template of {length} bytes exceeds {MAX_TEMPLATE_BYTES}")
+    code = _read(m, A0, length)
     address = m.host.deploy(code)
     m.memory.write(m.regs[A2], address)
     return None

@@ -14,7 +14,7 @@ import pytest
 from athena_vm import ExecutionResult, Message, Payload, StatusCode, StorageStatus, selector
 from athena_vm.host import CallResult
 from athena_vm.in_memory_host import InMemoryHost, template_address
-from athena_vm.syscalls import ED25519_VERIFY_GAS
+from athena_vm.syscalls import ED25519_VERIFY_GAS, MAX_TEMPLATE_BYTES
 from athena_vm.vm import GAS_PER_INSTRUCTION
 from tests.vmrun import run_code
 
@@ -552,3 +552,9 @@ def test_ed25519_malformed_keys_are_zero(guest: Guest, key: bytes) -> None:
     for signature in (SIGNATURE, trivial, bytes(64), b"\xff" * 64):
         assert verify(guest, MESSAGE, key, signature) == 0
         assert verify(guest, b"", key, signature) == 0
+
+
+def test_deploy_of_oversized_code_is_refused(guest: Guest) -> None:
+    code = b"\x7fATH" + bytes(MAX_TEMPLATE_BYTES)
+    result, _, _ = run_code(guest("sys_storage"), method="deploy", input=code)
+    assert_failed(result, StatusCode.INVALID_SYSCALL_ARGUMENT, "exceeds")
