@@ -29,3 +29,58 @@ class TransactionTooLargeError(TransactionError):
         super().__init__(f"transaction of {size} bytes exceeds the {limit}-byte limit")
         self.size = size
         self.limit = limit
+
+
+class WireError(DevnetError):
+    """A wire-protocol failure: framing, transport, a timeout, or an RPC error reply."""
+
+
+class FrameError(WireError):
+    """A frame could not be encoded or decoded; `code` is the wire error code to report.
+
+    On the receiving side the peer broke the framing contract, so the connection is closed
+    after an error frame: nothing after a bad frame can be trusted to be aligned.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = int(code)
+        self.message = message
+
+
+class RpcError(WireError):
+    """An RPC error reply `{code, message}`.
+
+    Handlers raise it to send an application error (positive codes are the daemons' own);
+    clients raise it when a reply or a subscription ends with an error.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"[{int(code)}] {message}")
+        self.code = int(code)
+        self.message = message
+
+
+class RequestTimeout(WireError):
+    """No reply arrived within the request's timeout (or no connection could be made)."""
+
+    def __init__(self, method: str, timeout: float) -> None:
+        super().__init__(f"{method}: no reply within {timeout:g} s")
+        self.method = method
+        self.timeout = timeout
+
+
+class ConnectionClosed(WireError):
+    """The connection ended (or could not be opened) before the reply or event arrived."""
+
+
+class AgreementError(DevnetError):
+    """The layer agreement was misused (e.g. started twice) or given an invalid setup."""
+
+
+class AgreementMessageError(AgreementError):
+    """Bytes are not a well-formed agreement message (signatures are checked separately)."""
+
+
+class CertificateError(AgreementError):
+    """A certificate, validator set or value is malformed (before any signature check)."""
