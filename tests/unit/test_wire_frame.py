@@ -4,7 +4,7 @@ import random
 import struct
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 import pytest
 import trio
 from hypothesis import given, settings
