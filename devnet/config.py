@@ -1,0 +1,193 @@
+"""The devnet's TOML configuration, parsed into frozen dataclasses.
+
+One file describes the whole network; each process takes its own part by name. Every
+invalid field fails at start with the field's path and the reason.
+"""
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from devnet.address import KNOWN_HRPS, decode_address
+from devnet.errors import AddressError, DevnetError
+from devnet.keys import KeyPair, derive_test_key
+from devnet.l1 import l1_address
+
+GENESIS_ID_LENGTH = 20
+
+
+class ConfigError(DevnetError):
+    """A configuration file is unreadable or a field is invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    genesis_time: int
+    layer_duration_ms: int
+    genesis_extra: str
+    hrp: str
+    key_phrase: str
+    data_dir: Path
+
+    @property
+    def genesis_id(self) -> bytes:
+        """blake3(decimal unix genesis time ‖ extra data)[0:20]."""
+        seed = str(self.genesis_time).encode() + self.genesis_extra.encode()
+        return blake3.blake3(seed).digest()[:GENESIS_ID_LENGTH]
+
+    def test_key(self, role: str) -> KeyPair:
+        """The deterministic key of a role (`smesher-0`, `relay-0`, `executor`, `user-3`)."""
+        return derive_test_key(f"{self.key_phrase}/{role}", 0)
+
+    def layer_at(self, unix_ms: int) -> int:
+        return max(0, (unix_ms - self.genesis_time * 1000) // self.layer_duration_ms)
+
+    def layer_start_ms(self, layer: int) -> int:
+        return self.genesis_time * 1000 + layer * self.layer_duration_ms
+
+
+@dataclass(frozen=True)
+class L1Config:
+    byte_price: int
+    layer_subsidy: int
+    block_gas_limit: int
+    max_bundle_bytes: int
+    genesis: tuple[tuple[bytes, int], ...]
+
+
+@dataclass(frozen=True)
+class SmesherConfig:
+    name: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class DevnetConfig:
+    network: NetworkConfig
+    l1: L1Config
+    smeshers: tuple[SmesherConfig, ...]
+
+    def smesher(self, name: str) -> SmesherConfig:
+        for node in self.smeshers:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.smeshers)
+        raise ConfigError(f"no smesher named {name!r} (configured: {known})")
+
+    def smesher_key(self, name: str) -> KeyPair:
+        return self.network.test_key(name)
+
+    def validators(self) -> list[bytes]:
+        return [self.smesher_key(n.name).public_key for n in self.smeshers]
+
+
+class _Fields:
+    """Typed access to one TOML table, naming the path of any bad field."""
+
+    def __init__(self, table: dict[str, Any], path: str) -> None:
+        self.table = table
+        self.path = path
+
+    def _get(self, key: str, kind: type, default: Any) -> Any:
+        value = self.table.get(key, default)
+        if value is None:
+            raise ConfigError(f"{self.path}.{key}: missing")
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+            raise ConfigError(f"{self.path}.{key}: expected {kind.__name__}, got {value!r}")
+        return value
+
+    def integer(self, key: str, default: int | None = None, low: int = 0, high: int = 2**63) -> int:
+        value: int = self._get(key, int, default)
+        if not low <= value <= high:
+            raise ConfigError(f"{self.path}.{key}: {value} is outside {low}..{high}")
+        return value
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value: str = self._get(key, str, default)
+        return value
+
+    def tables(self, key: str) -> list["_Fields"]:
+        value = self.table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ConfigError(f"{self.path}.{key}: expected an array of tables")
+        return [_Fields(v, f"{self.path}.{key}[{i}]") for i, v in enumerate(value)]
+
+    def table_of(self, key: str) -> "_Fields":
+        value = self.table.get(key, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.path}.{key}: expected a table")
+        return _Fields(value, f"{self.path}.{key}" if self.path else key)
+
+
+def _network(f: _Fields) -> NetworkConfig:
+    hrp = f.text("hrp", "atest")
+    if hrp not in KNOWN_HRPS:
+        raise ConfigError(f"network.hrp: {hrp!r} is not one of {sorted(KNOWN_HRPS)}")
+    return NetworkConfig(
+        genesis_time=f.integer("genesis_time", 0),
+        layer_duration_ms=f.integer("layer_duration_ms", 1000, low=200, high=3_600_000),
+        genesis_extra=f.text("genesis_extra", "athena-devnet"),
+        hrp=hrp,
+        key_phrase=f.text("key_phrase", "athena-devnet"),
+        data_dir=Path(f.text("data_dir", "data")).resolve(),
+    )
+
+
+def _l1(f: _Fields, network: NetworkConfig) -> L1Config:
+    genesis = []
+    for entry in f.tables("genesis"):
+        balance = entry.integer("balance", low=0, high=2**64 - 1)
+        if "key" in entry.table:
+            address = l1_address(network.test_key(entry.text("key")).public_key)
+        else:
+            try:
+                address = decode_address(entry.text("address"), network.hrp)
+            except AddressError as exc:
+                raise ConfigError(f"{entry.path}.address: {exc}") from None
+        genesis.append((address, balance))
+    return L1Config(
+        byte_price=f.integer("byte_price", 1),
+        layer_subsidy=f.integer("layer_subsidy", 1_000_000, high=2**40),
+        block_gas_limit=f.integer("block_gas_limit", 100_000_000, low=1),
+        max_bundle_bytes=f.integer("max_bundle_bytes", 1024 * 1024, low=1024, high=4 * 1024 * 1024),
+        genesis=tuple(genesis),
+    )
+
+
+def _smeshers(f: _Fields) -> tuple[SmesherConfig, ...]:
+    nodes = []
+    for entry in f.tables("smesher"):
+        nodes.append(
+            SmesherConfig(
+                name=entry.text("name"),
+                host=entry.text("host", "127.0.0.1"),
+                port=entry.integer("port", low=1, high=65535),
+            )
+        )
+    if not nodes:
+        raise ConfigError("smesher: at least one [[smesher]] is required")
+    names = [n.name for n in nodes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"smesher: duplicate names in {names}")
+    return tuple(nodes)
+
+
+def parse_config(doc: dict[str, Any]) -> DevnetConfig:
+    root = _Fields(doc, "")
+    network = _network(root.table_of("network"))
+    return DevnetConfig(network, _l1(root.table_of("l1"), network), _smeshers(root))
+
+
+def load_config(path: Path) -> DevnetConfig:
+    """Read and check a devnet TOML file; a relative data_dir is relative to the cwd."""
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    return parse_config(doc)
