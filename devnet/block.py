@@ -16,7 +16,7 @@ from functools import cached_property
 import blake3
 
 from athena_vm.scale import BYTES, U64, Decoder, ScaleError, Vec
-from devnet.bundle import Bundle, BundleError, decode_bundle
+from devnet.bundle import MAX_BUNDLE_BYTES, Bundle, BundleError, decode_bundle
 from devnet.errors import DevnetError
 from devnet.l1 import L1Error, L1Tx, decode_l1_tx
 from devnet.transaction import Transaction
@@ -61,7 +61,7 @@ def decode_block(data: bytes) -> Block:
     try:
         decoder = Decoder(data)
         layer = U64.read(decoder)
-        bundles = tuple(decode_bundle(raw) for raw in ENCODED_LIST.read(decoder))
+        bundles = tuple(decode_bundle(raw, MAX_BUNDLE_BYTES) for raw in ENCODED_LIST.read(decoder))
         l1_txs = tuple(decode_l1_tx(raw) for raw in ENCODED_LIST.read(decoder))
         prev = BYTES.read(decoder)
         decoder.finish()

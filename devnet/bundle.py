@@ -18,6 +18,9 @@ from devnet.transaction import Transaction, decode_transaction
 BUNDLE_DOMAIN = b"athena-devnet/bundle"
 TXS = Vec(BYTES)
 DEFAULT_MAX_BUNDLE_BYTES = 1024 * 1024
+MAX_BUNDLE_BYTES = 4 * 1024 * 1024
+"""The largest `max_bundle_bytes` a configuration may set: a block's bundles decode up to it,
+and the chain's validity rule enforces the configured limit."""
 
 
 class BundleError(DevnetError):

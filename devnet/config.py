@@ -12,6 +12,7 @@ from typing import Any
 import blake3
 
 from devnet.address import KNOWN_HRPS, decode_address
+from devnet.bundle import DEFAULT_MAX_BUNDLE_BYTES, MAX_BUNDLE_BYTES
 from devnet.errors import AddressError, DevnetError
 from devnet.keys import KeyPair, derive_test_key
 from devnet.l1 import l1_address
@@ -92,18 +93,22 @@ class _Fields:
         self.table = table
         self.path = path
 
+    def _field(self, key: str) -> str:
+        """The path of `key` in this table (no leading dot at the root)."""
+        return f"{self.path}.{key}" if self.path else key
+
     def _get(self, key: str, kind: type, default: Any) -> Any:
         value = self.table.get(key, default)
         if value is None:
-            raise ConfigError(f"{self.path}.{key}: missing")
+            raise ConfigError(f"{self._field(key)}: missing")
         if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-            raise ConfigError(f"{self.path}.{key}: expected {kind.__name__}, got {value!r}")
+            raise ConfigError(f"{self._field(key)}: expected {kind.__name__}, got {value!r}")
         return value
 
     def integer(self, key: str, default: int | None = None, low: int = 0, high: int = 2**63) -> int:
         value: int = self._get(key, int, default)
         if not low <= value <= high:
-            raise ConfigError(f"{self.path}.{key}: {value} is outside {low}..{high}")
+            raise ConfigError(f"{self._field(key)}: {value} is outside {low}..{high}")
         return value
 
     def text(self, key: str, default: str | None = None) -> str:
@@ -113,14 +118,14 @@ class _Fields:
     def tables(self, key: str) -> list["_Fields"]:
         value = self.table.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise ConfigError(f"{self.path}.{key}: expected an array of tables")
-        return [_Fields(v, f"{self.path}.{key}[{i}]") for i, v in enumerate(value)]
+            raise ConfigError(f"{self._field(key)}: expected an array of tables")
+        return [_Fields(v, f"{self._field(key)}[{i}]") for i, v in enumerate(value)]
 
     def table_of(self, key: str) -> "_Fields":
         value = self.table.get(key, {})
         if not isinstance(value, dict):
-            raise ConfigError(f"{self.path}.{key}: expected a table")
-        return _Fields(value, f"{self.path}.{key}" if self.path else key)
+            raise ConfigError(f"{self._field(key)}: expected a table")
+        return _Fields(value, self._field(key))
 
 
 def _network(f: _Fields) -> NetworkConfig:
@@ -153,7 +158,9 @@ def _l1(f: _Fields, network: NetworkConfig) -> L1Config:
         byte_price=f.integer("byte_price", 1),
         layer_subsidy=f.integer("layer_subsidy", 1_000_000, high=2**40),
         block_gas_limit=f.integer("block_gas_limit", 100_000_000, low=1),
-        max_bundle_bytes=f.integer("max_bundle_bytes", 1024 * 1024, low=1024, high=4 * 1024 * 1024),
+        max_bundle_bytes=f.integer(
+            "max_bundle_bytes", DEFAULT_MAX_BUNDLE_BYTES, low=1024, high=MAX_BUNDLE_BYTES
+        ),
         genesis=tuple(genesis),
     )
 

@@ -1,0 +1,7 @@
+"""`python -m smesher --config FILE --node NAME`: run one smesher until SIGTERM or SIGINT."""
+
+from devnet.daemon import main
+from smesher.node import Smesher
+
+if __name__ == "__main__":
+    main("smesher", lambda config, name: Smesher(config, name).run)
