@@ -17,7 +17,7 @@ from devnet.config import DevnetConfig
 from devnet.errors import DevnetError, WireError
 from devnet.log import get_logger
 from devnet.wire import RpcClient, RpcServer
-from devnet.wire.subscription import EventSink, Topic
+from devnet.wire.subscription import EventSink
 from smesher.agreement import (
     Agreement,
     Broadcast,
@@ -65,7 +65,7 @@ class Smesher:
         self.store = ChainStore(config.network.data_dir / name / "chain")
         self.chain = Chain(config, self.store)
         self.timeouts = Timeouts.for_layer(config.network.layer_duration_ms)
-        self.blocks = Topic()
+        self.committed = trio.Event()  # set, then replaced, at every commit
         self.peers: list[Peer] = []
         self.candidates: dict[bytes, Block] = {}
         self.agreement: Agreement | None = None
@@ -207,7 +207,8 @@ class Smesher:
             bundles=len(committed.block.bundles),
             l1_txs=len(committed.block.l1_txs),
         )
-        self.blocks.publish(self.block_event(committed.layer))
+        self.committed.set()
+        self.committed = trio.Event()
 
     def block_event(self, layer: int) -> dict[str, Any] | None:
         raw = self.store.block(layer)
@@ -310,16 +311,16 @@ class Smesher:
     async def follow_blocks(self, sink: EventSink, from_layer: int) -> None:
         """History from `from_layer`, then live blocks, in order and without gaps."""
         layer = from_layer
-        with self.blocks.attached(sink):
-            while True:
-                last = self.store.last_layer()
-                while last is not None and layer <= last:
-                    event = self.block_event(layer)
-                    if event is None or not sink.publish(event):
-                        return
-                    layer += 1
-                    await trio.lowlevel.checkpoint()
-                await trio.sleep(0.02)
+        while True:
+            committed = self.committed
+            last = self.store.last_layer()
+            while last is not None and layer <= last:
+                event = self.block_event(layer)
+                if event is None or not sink.publish(event):
+                    return
+                layer += 1
+                await trio.lowlevel.checkpoint()
+            await committed.wait()
 
 
 async def _open_client(

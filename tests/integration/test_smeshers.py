@@ -4,13 +4,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from devnet import methods
+from devnet.block import decode_block
 from devnet.builtin_templates import template
 from devnet.bundle import Bundle
 from devnet.errors import RpcError
 from devnet.l1 import L1Tx, Transfer, l1_address
 from devnet.transaction import Transaction
+from devnet.wire import RpcClient
 from tests.integration.cluster import Cluster, write_config
 
 NAMES = [f"smesher-{i}" for i in range(4)]
@@ -166,3 +169,22 @@ def test_bad_signatures_and_replays_are_refused(cluster: Cluster) -> None:
     with pytest.raises(RpcError, match="stale bundle nonce"):
         c.call("smesher-0", "submit_bundle", bundle=good.encoded)
     assert c.call("smesher-0", "status")["mempool"] == 0
+
+
+async def test_subscribe_blocks_streams_history_then_live(cluster: Cluster) -> None:
+    c = cluster
+    node = c.config.smesher("smesher-2")
+    seen: list[int] = []
+    async with RpcClient(f"{node.host}:{node.port}", timeout=10) as client:
+        with trio.fail_after(30):
+            while (await client.call("status"))["last_certified"] is None or (
+                await client.call("status")
+            )["last_certified"] < 2:
+                await trio.sleep(0.1)
+            async with client.subscribe("subscribe_blocks", from_layer=1) as events:
+                async for event in events:
+                    seen.append(event["layer"])
+                    assert event["block_id"] == decode_block(event["block"]).id
+                    if len(seen) == 6:
+                        break
+    assert seen == list(range(1, 7))
