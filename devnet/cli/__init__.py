@@ -2,7 +2,8 @@
 
 import typer
 
-from devnet.cli import bench, build, key, templates, tx, vm
+from devnet.cli import bench, build, key, templates, tx, up, vm
+from devnet.log import configure
 
 app = typer.Typer(
     name="devnet",
@@ -10,6 +11,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.command("up")(up.up_command)
+app.command("down")(up.down_command)
+app.command("status")(up.status_command)
 app.command("build")(build.build_command)
 app.add_typer(vm.app, name="vm")
 app.add_typer(bench.app, name="bench")
@@ -19,4 +23,5 @@ app.add_typer(key.app, name="key")
 
 
 def main() -> None:
+    configure("warning")
     app()
