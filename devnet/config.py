@@ -67,10 +67,40 @@ class SmesherConfig:
 
 
 @dataclass(frozen=True)
+class ExecutorFaults:
+    """Test-only misbehaviour, off unless set: the shadow executor must catch both."""
+
+    wrong_root_at_layer: int | None = None
+    skip_tx: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    name: str = "executor"
+    host: str = "127.0.0.1"
+    port: int = 7200
+    #: The executor's share of every Athena fee, in basis points; the relay gets the rest.
+    fee_share_bps: int = 2000
+    #: Publish a state-root claim to L1 every layer.
+    claims: bool = True
+    faults: ExecutorFaults = ExecutorFaults()
+
+
+@dataclass(frozen=True)
+class AthenaGenesis:
+    """Athena accounts at genesis: the built-in templates and spawned test wallets."""
+
+    test_wallets: int = 10
+    test_wallet_balance: int = 10**15
+
+
+@dataclass(frozen=True)
 class DevnetConfig:
     network: NetworkConfig
     l1: L1Config
     smeshers: tuple[SmesherConfig, ...]
+    executor: ExecutorConfig = ExecutorConfig()
+    athena: AthenaGenesis = AthenaGenesis()
 
     def smesher(self, name: str) -> SmesherConfig:
         for node in self.smeshers:
@@ -183,10 +213,46 @@ def _smeshers(f: _Fields) -> tuple[SmesherConfig, ...]:
     return tuple(nodes)
 
 
+def _executor(f: _Fields) -> ExecutorConfig:
+    faults = f.table_of("fault")
+    wrong = faults.integer("wrong_root_at_layer", -1, low=-1)
+    skip = faults.text("skip_tx", "")
+    try:
+        skip_id = bytes.fromhex(skip) if skip else None
+    except ValueError:
+        raise ConfigError(f"{faults._field('skip_tx')}: not a hex transaction id") from None
+    if skip_id is not None and len(skip_id) != 32:
+        raise ConfigError(f"{faults._field('skip_tx')}: a transaction id is 32 bytes")
+    claims = f.table.get("claims", True)
+    if not isinstance(claims, bool):
+        raise ConfigError(f"{f._field('claims')}: expected bool, got {claims!r}")
+    return ExecutorConfig(
+        name=f.text("name", "executor"),
+        host=f.text("host", "127.0.0.1"),
+        port=f.integer("port", 7200, low=1, high=65535),
+        fee_share_bps=f.integer("fee_share_bps", 2000, high=10_000),
+        claims=claims,
+        faults=ExecutorFaults(None if wrong < 0 else wrong, skip_id),
+    )
+
+
+def _athena(f: _Fields) -> AthenaGenesis:
+    return AthenaGenesis(
+        test_wallets=f.integer("test_wallets", 10, high=100_000),
+        test_wallet_balance=f.integer("test_wallet_balance", 10**15, high=2**63),
+    )
+
+
 def parse_config(doc: dict[str, Any]) -> DevnetConfig:
     root = _Fields(doc, "")
     network = _network(root.table_of("network"))
-    return DevnetConfig(network, _l1(root.table_of("l1"), network), _smeshers(root))
+    return DevnetConfig(
+        network,
+        _l1(root.table_of("l1"), network),
+        _smeshers(root),
+        _executor(root.table_of("executor")),
+        _athena(root.table_of("athena")),
+    )
 
 
 def load_config(path: Path) -> DevnetConfig:

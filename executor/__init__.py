@@ -1,0 +1,1 @@
+"""The executor: runs every certified layer's Athena transactions against LevelDB state."""
