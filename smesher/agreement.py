@@ -2,7 +2,7 @@
 
 What it decides. Each smesher proposes the value it would build a block from — the sorted
 tuple of the bundle ids it holds, possibly empty. The agreement decides one proposer's value
-plus a certificate for it (`smesher.certificate`). Safety holds whatever the network does,
+plus a certificate for it (`devnet.certificate`). Safety holds whatever the network does,
 with up to f = ⌊(N−1)/3⌋ Byzantine validators: no two honest nodes decide different values
 for a layer, and no two valid certificates of a layer name different values. Liveness holds
 once messages between honest nodes arrive within a bound (partial synchrony) and at most f
@@ -73,7 +73,7 @@ so timers never need cancelling), `Decided` and `Equivocation`. No floats, no `h
 dependence on dict iteration order: equal inputs give equal outputs.
 
 Wire encoding (`encode_message` / `decode_message`; integers big-endian; value and
-certificate layouts in `smesher.certificate`):
+certificate layouts in `devnet.certificate`):
 
     VOTE      kind u8 (2 prevote, 3 precommit) ‖ layer u64 ‖ round u32 ‖ 0x00 | 0x01 ‖ id [32]
               ‖ voter [32] ‖ signature [64]
@@ -87,9 +87,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from devnet.errors import AgreementError, AgreementMessageError, CertificateError
-from devnet.keys import PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH, KeyPair, verify
-from smesher.certificate import (
+from devnet.certificate import (
     KIND_PRECOMMIT,
     KIND_PREVOTE,
     KIND_PROPOSAL,
@@ -112,6 +110,8 @@ from smesher.certificate import (
     write_certificate,
     write_value,
 )
+from devnet.errors import AgreementError, AgreementMessageError, CertificateError
+from devnet.keys import PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH, KeyPair, verify
 
 ROUND_WINDOW = 16
 """Messages of rounds beyond current + ROUND_WINDOW only count for round skipping (one int per

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 from devnet.block import Block, block_id
 from devnet.bundle import Bundle, BundleError, check_bundle
-from devnet.config import DevnetConfig
-from devnet.errors import DevnetError
-from devnet.l1 import L1Tx, l1_address
-from smesher.certificate import (
+from devnet.certificate import (
     Certificate,
     decode_certificate,
     encode_certificate,
     verify_certificate,
 )
+from devnet.config import DevnetConfig
+from devnet.errors import DevnetError
+from devnet.l1 import L1Tx, l1_address
 from smesher.l1_state import L1Params, L1RuleError, apply_block, fits, state_hash
 from smesher.store import ChainStore
 

@@ -13,6 +13,7 @@ from typing import Any
 import trio
 
 from devnet.block import Block, decode_block
+from devnet.certificate import Certificate, decode_certificate, verify_certificate
 from devnet.config import DevnetConfig
 from devnet.errors import DevnetError, WireError
 from devnet.log import get_logger
@@ -32,7 +33,6 @@ from smesher.agreement import (
     decode_message,
     encode_message,
 )
-from smesher.certificate import Certificate, decode_certificate, verify_certificate
 from smesher.chain import Chain, Committed
 from smesher.store import ChainStore
 

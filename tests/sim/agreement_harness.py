@@ -28,6 +28,7 @@ import blake3
 import trio
 import trio.testing
 
+from devnet.certificate import Certificate, ValidatorSet, make_value, value_id, verify_certificate
 from devnet.errors import AgreementMessageError
 from devnet.keys import KeyPair, derive_test_key, verify
 from smesher.agreement import (
@@ -50,7 +51,6 @@ from smesher.agreement import (
     sign_proposal,
     sign_vote,
 )
-from smesher.certificate import Certificate, ValidatorSet, make_value, value_id, verify_certificate
 
 MS = 1_000_000  # nanoseconds
 KEY_PHRASE = "agreement-sim"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from smesher.certificate import ValidatorSet
+from devnet.certificate import ValidatorSet
 from tests.sim.agreement_harness import (
     _KEYS,
     Result,

@@ -13,6 +13,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devnet.certificate import (
+    Certificate,
+    ValidatorSet,
+    decode_certificate,
+    encode_certificate,
+    is_value,
+    make_value,
+    value_id,
+    verify_certificate,
+)
 from devnet.errors import AgreementError, AgreementMessageError, CertificateError, DevnetError
 from devnet.keys import KeyPair, derive_test_key
 from smesher.agreement import (
@@ -34,16 +44,6 @@ from smesher.agreement import (
     encode_message,
     sign_proposal,
     sign_vote,
-)
-from smesher.certificate import (
-    Certificate,
-    ValidatorSet,
-    decode_certificate,
-    encode_certificate,
-    is_value,
-    make_value,
-    value_id,
-    verify_certificate,
 )
 
 KEYS = [derive_test_key("agreement-test", i) for i in range(7)]

@@ -12,13 +12,13 @@ import pytest
 from athena_vm.payload import Payload
 from devnet.block import Block, decode_block
 from devnet.bundle import Bundle
+from devnet.certificate import Certificate, decode_certificate, encode_certificate, value_id
 from devnet.config import DevnetConfig, parse_config
 from devnet.keys import KeyPair
 from devnet.l1 import L1Tx, Transfer, l1_address
 from devnet.methods import spend
 from devnet.transaction import Transaction
 from smesher.agreement import Step, sign_vote
-from smesher.certificate import Certificate, decode_certificate, encode_certificate, value_id
 from smesher.chain import Chain, ChainError
 from smesher.l1_state import Account
 from smesher.store import ChainStore, StoreError
