@@ -28,17 +28,17 @@ async def _until_signalled(run: Runner, name: str) -> None:
                 break
 
 
-def main(role: str, build: Callable[[DevnetConfig, str], Any]) -> None:
+def main(role: str, build: Callable[[DevnetConfig, str | None], Any]) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m {role}")
     parser.add_argument("--config", type=Path, required=True, help="devnet TOML file")
-    parser.add_argument("--node", required=True, help="this node's name in the config")
+    parser.add_argument("--node", default=None, help="this node's name in the config")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
     configure(args.log_level)
     try:
         config = load_config(args.config)
         run = build(config, args.node)
-        trio.run(partial(_until_signalled, run, args.node))
+        trio.run(partial(_until_signalled, run, args.node or role))
     except DevnetError as exc:
-        get_logger(args.node).error("cannot run", error=str(exc))
+        get_logger(args.node or role).error("cannot run", error=str(exc))
         sys.exit(2)

@@ -84,3 +84,7 @@ class AgreementMessageError(AgreementError):
 
 class CertificateError(AgreementError):
     """A certificate, validator set or value is malformed (before any signature check)."""
+
+
+class StateTreeError(DevnetError):
+    """State tree misuse or bad input: a wrong-sized key, a malformed proof, a missing node."""

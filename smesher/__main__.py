@@ -4,4 +4,4 @@ from devnet.daemon import main
 from smesher.node import Smesher
 
 if __name__ == "__main__":
-    main("smesher", lambda config, name: Smesher(config, name).run)
+    main("smesher", lambda config, name: Smesher(config, name or "smesher-0").run)

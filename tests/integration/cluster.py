@@ -43,8 +43,10 @@ def write_config(directory: Path, smeshers: int = 4, layer_ms: int = 500) -> Pat
     ]
     for i, port in enumerate(ports):
         lines += ["[[smesher]]", f'name = "smesher-{i}"', f"port = {port}"]
-    for role in ("relay-0", "user-0"):
+    for role in ("relay-0", "user-0", "executor"):
         lines += ["[[l1.genesis]]", f'key = "{role}"', "balance = 1000000000"]
+    executor_port = free_ports(1)[0]
+    lines += ["[executor]", f"port = {executor_port}", "[athena]", "test_wallets = 4"]
     path = directory / "devnet.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -62,8 +64,9 @@ class Cluster:
 
     def start(self, name: str) -> None:
         log = open(self.logs / f"{name}.log", "ab")
+        role = "executor" if name == "executor" else "smesher"
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "smesher", "--config", str(self.config_path), "--node", name],
+            [sys.executable, "-m", role, "--config", str(self.config_path), "--node", name],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -87,7 +90,8 @@ class Cluster:
         self.procs.clear()
 
     def call(self, name: str, method: str, **params: Any) -> Any:
-        node = self.config.smesher(name)
+        cfg = self.config
+        node = cfg.executor if name == cfg.executor.name else cfg.smesher(name)
         return call_sync(node.host, node.port, method, timeout=5, **params)
 
     def wait(self, what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:

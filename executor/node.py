@@ -1,0 +1,250 @@
+"""The executor process: follow certified blocks, execute them, commit, claim, answer queries.
+
+Layers are applied strictly in order. Each layer's state writes, tree nodes, receipts,
+layer record and applied-layer marker go into one atomic WriteBatch; a kill at any moment
+restarts from the last applied layer and recomputes exactly the same roots.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import blake3
+import msgpack
+import plyvel
+import trio
+
+from athena_vm.in_memory_host import InMemoryHost
+from devnet.block import Block, decode_block
+from devnet.certificate import decode_certificate, verify_certificate
+from devnet.config import DevnetConfig
+from devnet.errors import DevnetError, RpcError, WireError
+from devnet.l1 import Claim, L1Tx, l1_address
+from devnet.log import get_logger
+from devnet.state_tree import EMPTY_ROOT, LevelDBNodeStore, StateTree, tree_key
+from devnet.wire import RpcClient, RpcServer
+from devnet.wire.subscription import EventSink, Topic
+from executor.ledger import apply_genesis, encode_receipt, execute_block
+from executor.state import open_state, reset_tracking
+
+APPLIED = b"m/applied"
+ROOT = b"m/root"
+LAYER_PREFIX = b"L"
+RECEIPT_PREFIX = b"R"
+NODE_PREFIX = b"N"
+FOLLOW_RETRY = 0.5
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    layer: int
+    block_id: bytes
+    root: bytes
+    receipts_root: bytes
+    tx_ids: tuple[bytes, ...]
+
+    def encode(self) -> bytes:
+        packed: bytes = msgpack.packb(
+            [self.layer, self.block_id, self.root, self.receipts_root, list(self.tx_ids)],
+            use_bin_type=True,
+        )
+        return packed
+
+    @classmethod
+    def decode(cls, data: bytes) -> "LayerRecord":
+        layer, block_id, root, receipts_root, tx_ids = msgpack.unpackb(data, raw=False)
+        return cls(layer, block_id, root, receipts_root, tuple(tx_ids))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "block_id": self.block_id,
+            "root": self.root,
+            "receipts_root": self.receipts_root,
+            "tx_ids": list(self.tx_ids),
+        }
+
+
+class ExecutorStore:
+    """The executor's LevelDB: Athena state, tree nodes, receipts, layer records."""
+
+    def __init__(self, db: plyvel.DB) -> None:
+        self.db = db
+        self.tree = StateTree(LevelDBNodeStore(db, prefix=NODE_PREFIX))
+
+    def applied(self) -> int | None:
+        raw = self.db.get(APPLIED)
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def root(self) -> bytes:
+        root: bytes = self.db.get(ROOT) or EMPTY_ROOT
+        return root
+
+    def layer(self, layer: int) -> LayerRecord | None:
+        raw = self.db.get(LAYER_PREFIX + layer.to_bytes(8, "big"))
+        return None if raw is None else LayerRecord.decode(raw)
+
+    def receipt(self, tx_id: bytes) -> dict[str, Any] | None:
+        raw = self.db.get(RECEIPT_PREFIX + tx_id)
+        return None if raw is None else dict(msgpack.unpackb(raw, raw=False))
+
+
+def apply_layer(
+    store: ExecutorStore,
+    host: InMemoryHost,
+    block: Block,
+    config: DevnetConfig,
+    *,
+    skip_tx: bytes | None = None,
+) -> tuple[LayerRecord, list[dict[str, Any]]]:
+    """Execute `block` on top of the committed state and commit it atomically."""
+    db = store.db
+    if block.layer == 0:
+        apply_genesis(host, config)
+    outcome = execute_block(host, db, block, config, skip_tx=skip_tx)
+    with db.write_batch(transaction=True) as batch:
+        tree = StateTree(LevelDBNodeStore(db, batch, prefix=NODE_PREFIX))
+        root = tree.update(store.root(), {tree_key(k): v for k, v in outcome.writes.items()})
+        for key, value in outcome.writes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        for receipt in outcome.receipts:
+            batch.put(RECEIPT_PREFIX + receipt["tx_id"], encode_receipt(receipt))
+        record = LayerRecord(
+            block.layer,
+            block.id,
+            root,
+            outcome.receipts_root,
+            tuple(r["tx_id"] for r in outcome.receipts),
+        )
+        batch.put(LAYER_PREFIX + block.layer.to_bytes(8, "big"), record.encode())
+        batch.put(ROOT, root)
+        batch.put(APPLIED, block.layer.to_bytes(8, "big"))
+    reset_tracking(host)
+    return record, outcome.receipts
+
+
+class Executor:
+    def __init__(self, config: DevnetConfig, name: str | None = None) -> None:
+        self.config = config
+        self.name = name or config.executor.name
+        self.log = get_logger(self.name)
+        path = config.network.data_dir / self.name / "state"
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = plyvel.DB(str(path), create_if_missing=True)
+        except plyvel.Error as exc:
+            raise DevnetError(
+                f"cannot open {path}: {exc} (is another executor using it?)"
+            ) from None
+        self.store = ExecutorStore(self.db)
+        self.host = open_state(self.db)
+        self.validators = config.validators()
+        self.key = config.network.test_key(self.name)
+        self.receipts = Topic()
+        self.layers = Topic()
+        self.l1_layer: int | None = None
+        self.claims: trio.MemorySendChannel[LayerRecord]
+        self._claim_queue: trio.MemoryReceiveChannel[LayerRecord]
+        self.claims, self._claim_queue = trio.open_memory_channel[LayerRecord](1024)
+
+    def endpoints(self) -> list[str]:
+        return [f"{s.host}:{s.port}" for s in self.config.smeshers]
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with RpcClient(self.endpoints(), node=self.name, timeout=5) as client:
+                async with trio.open_nursery() as nursery:
+                    from executor.rpc import register
+
+                    server = RpcServer(self.name)
+                    register(server, self, client)
+                    port = await nursery.start(
+                        server.serve, self.config.executor.host, self.config.executor.port
+                    )
+                    nursery.start_soon(self._follow, client)
+                    if self.config.executor.claims:
+                        nursery.start_soon(self._publish_claims, client)
+                    self.log.info("executor started", port=port, applied=self.store.applied())
+                    task_status.started(port)
+        finally:
+            with trio.CancelScope(shield=True):
+                self.db.close()
+                self.log.info("executor stopped")
+
+    async def _follow(self, client: RpcClient) -> None:
+        while True:
+            applied = self.store.applied()
+            start = 0 if applied is None else applied + 1
+            try:
+                async with client.subscribe("subscribe_blocks", from_layer=start) as events:
+                    async for event in events:
+                        self.l1_layer = max(self.l1_layer or 0, int(event["layer"]))
+                        if not self._on_block(event):
+                            break
+            except WireError as exc:
+                self.log.debug("block stream interrupted", error=str(exc))
+            await trio.sleep(FOLLOW_RETRY)
+
+    def _on_block(self, event: dict[str, Any]) -> bool:
+        """Apply one certified block; False to re-subscribe (a gap or a bad block)."""
+        applied = self.store.applied()
+        expected = 0 if applied is None else applied + 1
+        layer = int(event["layer"])
+        if layer < expected:
+            return True
+        if layer > expected:
+            return False
+        try:
+            block = decode_block(event["block"])
+            cert = decode_certificate(event["certificate"])
+        except DevnetError as exc:
+            self.log.warning("undecodable block event", layer=layer, error=str(exc))
+            return False
+        if block.layer != layer or not verify_certificate(
+            cert, self.validators, layer=layer, value=(block.id,)
+        ):
+            self.log.warning("block with an invalid certificate refused", layer=layer)
+            return False
+        record, receipts = apply_layer(
+            self.store, self.host, block, self.config, skip_tx=self.config.executor.faults.skip_tx
+        )
+        self.log.info("layer applied", layer=layer, txs=len(receipts), root=record.root.hex()[:16])
+        for receipt in receipts:
+            self.receipts.publish(receipt)
+        self.layers.publish(record.as_dict())
+        try:
+            self.claims.send_nowait(record)
+        except trio.WouldBlock:
+            self.log.warning("claim queue full; a claim is skipped", layer=layer)
+        return True
+
+    def claim_for(self, record: LayerRecord, nonce: int) -> L1Tx:
+        root = record.root
+        if record.layer == self.config.executor.faults.wrong_root_at_layer:
+            root = blake3.blake3(b"tampered" + root).digest()  # test-only fault
+        claim = Claim(record.layer, record.block_id, root, record.receipts_root)
+        return L1Tx(self.key.public_key, nonce, claim).sign(
+            self.key, self.config.network.genesis_id
+        )
+
+    async def _publish_claims(self, client: RpcClient) -> None:
+        address = l1_address(self.key.public_key)
+        nonce: int | None = None
+        async for record in self._claim_queue:
+            for _ in range(5):
+                try:
+                    if nonce is None:
+                        nonce = int((await client.call("get_l1_account", address=address))["nonce"])
+                    await client.call("submit_l1_tx", tx=self.claim_for(record, nonce).encode())
+                    nonce += 1
+                    break
+                except RpcError as exc:
+                    self.log.warning("claim refused", layer=record.layer, error=exc.message)
+                    nonce = None
+                except WireError:
+                    await trio.sleep(FOLLOW_RETRY)
+
+    async def follow_receipts(self, sink: EventSink) -> None:
+        await self.receipts.follow(sink)
