@@ -96,7 +96,38 @@ def plan(config: DevnetConfig, config_path: Path) -> list[Node]:
                 logs / f"{smesher.name}.log",
             )
         )
+    ex = config.executor
+    nodes.append(
+        Node(
+            ex.name,
+            "executor",
+            ex.host,
+            ex.port,
+            [sys.executable, "-m", "executor", "--config", str(config_path), "--node", ex.name],
+            logs / f"{ex.name}.log",
+        )
+    )
     return nodes
+
+
+def athena_accounts(config: DevnetConfig) -> list[dict[str, Any]]:
+    """The Athena test wallets spawned and funded at genesis."""
+    from devnet.builtin_templates import template
+
+    wallet = template("wallet").address
+    out = []
+    for i in range(config.athena.test_wallets):
+        key = config.network.test_key(f"user-{i}")
+        out.append(
+            {
+                "role": f"user-{i}",
+                "layer": "Athena",
+                "address": encode_address(key.wallet_address(wallet), config.network.hrp),
+                "balance": config.athena.test_wallet_balance,
+                "private_key": key.seed.hex(),
+            }
+        )
+    return out
 
 
 def test_accounts(config: DevnetConfig) -> list[dict[str, Any]]:
@@ -171,10 +202,11 @@ class Supervisor:
             await trio.sleep(1.0)
 
     async def _wait_ready(self) -> None:
-        """Until every smesher has certified a layer."""
+        """Until every smesher has certified a layer and the executor applied one."""
         with trio.move_on_after(READY_TIMEOUT) as scope:
             for node in self.nodes:
-                while (await _status(node)).get("last_certified") is None:
+                field = "applied_layer" if node.role == "executor" else "last_certified"
+                while (await _status(node)).get(field) is None:
                     await trio.sleep(0.2)
         if scope.cancelled_caught:
             raise OrchestratorError(
@@ -228,7 +260,7 @@ class Supervisor:
                 }
                 for n in self.nodes
             ],
-            "accounts": test_accounts(self.config),
+            "accounts": athena_accounts(self.config) + test_accounts(self.config),
         }
 
     def _write_state(self) -> None:

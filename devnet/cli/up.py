@@ -121,8 +121,10 @@ def node_status(node: dict[str, Any]) -> dict[str, Any]:
         status = call_sync(host, int(port), "status", timeout=2)
     except WireError as exc:
         return {**row, "layer": None, "applied": None, "lag": None, "health": f"down: {exc}"}
-    last = status.get("last_certified")
-    layer = status.get("layer")
+    if node["role"] == "executor":
+        last, layer = status.get("applied_layer"), status.get("l1_layer")
+    else:
+        last, layer = status.get("last_certified"), status.get("layer")
     lag = None if last is None or layer is None else max(0, layer - last)
     return {
         **row,
