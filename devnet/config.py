@@ -87,6 +87,15 @@ class ExecutorConfig:
 
 
 @dataclass(frozen=True)
+class ShadowConfig:
+    name: str = "shadow-0"
+    host: str = "127.0.0.1"
+    port: int = 7400
+    #: A claim not seen on L1 within this many layers after its layer is reported late.
+    claim_deadline_layers: int = 3
+
+
+@dataclass(frozen=True)
 class AthenaGenesis:
     """Athena accounts at genesis: the built-in templates and spawned test wallets."""
 
@@ -101,6 +110,7 @@ class DevnetConfig:
     smeshers: tuple[SmesherConfig, ...]
     executor: ExecutorConfig = ExecutorConfig()
     athena: AthenaGenesis = AthenaGenesis()
+    shadow: ShadowConfig = ShadowConfig()
 
     def smesher(self, name: str) -> SmesherConfig:
         for node in self.smeshers:
@@ -236,6 +246,15 @@ def _executor(f: _Fields) -> ExecutorConfig:
     )
 
 
+def _shadow(f: _Fields) -> ShadowConfig:
+    return ShadowConfig(
+        name=f.text("name", "shadow-0"),
+        host=f.text("host", "127.0.0.1"),
+        port=f.integer("port", 7400, low=1, high=65535),
+        claim_deadline_layers=f.integer("claim_deadline_layers", 3, low=1, high=1000),
+    )
+
+
 def _athena(f: _Fields) -> AthenaGenesis:
     return AthenaGenesis(
         test_wallets=f.integer("test_wallets", 10, high=100_000),
@@ -252,6 +271,7 @@ def parse_config(doc: dict[str, Any]) -> DevnetConfig:
         _smeshers(root),
         _executor(root.table_of("executor")),
         _athena(root.table_of("athena")),
+        _shadow(root.table_of("shadow")),
     )
 
 

@@ -28,17 +28,35 @@ async def _until_signalled(run: Runner, name: str) -> None:
                 break
 
 
-def main(role: str, build: Callable[[DevnetConfig, str | None], Any]) -> None:
+def main(
+    role: str,
+    build: Callable[[DevnetConfig, str | None, argparse.Namespace], Any],
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m {role}")
     parser.add_argument("--config", type=Path, required=True, help="devnet TOML file")
     parser.add_argument("--node", default=None, help="this node's name in the config")
     parser.add_argument("--log-level", default="info")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args()
     configure(args.log_level)
+    name = args.node or role
+    failed = False
     try:
         config = load_config(args.config)
-        run = build(config, args.node)
-        trio.run(partial(_until_signalled, run, args.node or role))
-    except DevnetError as exc:
-        get_logger(args.node or role).error("cannot run", error=str(exc))
+        run = build(config, args.node, args)
+        trio.run(partial(_until_signalled, run, name))
+    except* DevnetError as group:
+        for exc in _leaves(group):
+            get_logger(name).error("stopped on an error", error=str(exc))
+        failed = True
+    if failed:
         sys.exit(2)
+
+
+def _leaves(group: BaseExceptionGroup[DevnetError]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out

@@ -4,4 +4,4 @@ from devnet.daemon import main
 from executor.node import Executor
 
 if __name__ == "__main__":
-    main("executor", lambda config, name: Executor(config, name).run)
+    main("executor", lambda config, name, _: Executor(config, name).run)

@@ -4,4 +4,4 @@ from devnet.daemon import main
 from smesher.node import Smesher
 
 if __name__ == "__main__":
-    main("smesher", lambda config, name: Smesher(config, name or "smesher-0").run)
+    main("smesher", lambda config, name, _: Smesher(config, name or "smesher-0").run)
