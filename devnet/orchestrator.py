@@ -107,6 +107,25 @@ def plan(config: DevnetConfig, config_path: Path) -> list[Node]:
             logs / f"{ex.name}.log",
         )
     )
+    sh = config.shadow
+    nodes.append(
+        Node(
+            sh.name,
+            "shadow",
+            sh.host,
+            sh.port,
+            [
+                sys.executable,
+                "-m",
+                "shadow_executor",
+                "--config",
+                str(config_path),
+                "--node",
+                sh.name,
+            ],
+            logs / f"{sh.name}.log",
+        )
+    )
     return nodes
 
 
@@ -205,7 +224,9 @@ class Supervisor:
         """Until every smesher has certified a layer and the executor applied one."""
         with trio.move_on_after(READY_TIMEOUT) as scope:
             for node in self.nodes:
-                field = "applied_layer" if node.role == "executor" else "last_certified"
+                field = {"executor": "applied_layer", "shadow": "verified_up_to"}.get(
+                    node.role, "last_certified"
+                )
                 while (await _status(node)).get(field) is None:
                     await trio.sleep(0.2)
         if scope.cancelled_caught:
@@ -215,16 +236,23 @@ class Supervisor:
             )
 
     async def _status_lines(self) -> None:
+        """One line, rewritten every layer: layer, txs, applied, verified, mempool."""
         interval = self.config.network.layer_duration_ms / 1000
+        by_role = {n.role: n for n in reversed(self.nodes)}
         while True:
             await trio.sleep(interval)
-            status = await _status(self.nodes[0])
+            l1 = await _status(by_role["smesher"])
+            executor = await _status(by_role["executor"]) if "executor" in by_role else {}
+            shadow = await _status(by_role["shadow"]) if "shadow" in by_role else {}
+            line = (
+                f"layer {l1.get('layer', '-')}  certified {l1.get('last_certified', '-')}"
+                f"  applied {executor.get('applied_layer', '-')}"
+                f"  verified {shadow.get('verified_up_to', '-')}"
+                f"  divergences {shadow.get('divergences', '-')}"
+                f"  mempool {l1.get('mempool', '-')}  nodes {self._alive()}/{len(self.nodes)}"
+            )
             if sys.stdout.isatty():
-                line = (
-                    f"layer {status.get('layer')}  certified {status.get('last_certified')}"
-                    f"  mempool {status.get('mempool')}  nodes {self._alive()}/{len(self.nodes)}"
-                )
-                print(f"\r{line:<78}", end="", flush=True)
+                print(f"\r{line:<100}", end="", flush=True)
 
     def _alive(self) -> int:
         return sum(1 for n in self.nodes if n.process and n.process.returncode is None)

@@ -14,6 +14,7 @@ app = typer.Typer(
 app.command("up")(up.up_command)
 app.command("down")(up.down_command)
 app.command("status")(up.status_command)
+app.command("attach-shadow")(up.attach_shadow_command)
 app.command("build")(build.build_command)
 app.add_typer(vm.app, name="vm")
 app.add_typer(bench.app, name="bench")

@@ -1,7 +1,11 @@
 """`devnet bench …`: benchmarks that print numbers."""
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from devnet.bench import executor as executor_bench
 from devnet.bench import vm as vm_bench
 
 app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
@@ -14,3 +18,33 @@ def vm_command(
     """Instructions per second of the VM on a compute guest and a hashing guest."""
     for line in vm_bench.run(seconds):
         typer.echo(line)
+
+
+@app.command("executor")
+def executor_command(
+    txs: Annotated[int, typer.Option(help="wallet spends to replay", min=1)] = 50_000,
+    accounts: Annotated[
+        int, typer.Option(help="wallets spawned at genesis", min=2, max=100_000)
+    ] = 10_000,
+    txs_per_layer: Annotated[int, typer.Option(help="transactions per block", min=1)] = 1_000,
+    seed: Annotated[int, typer.Option(help="seed of the generated history")] = 1,
+    keep: Annotated[
+        Path | None,
+        typer.Option(help="keep the database in this new (or empty) directory", metavar="DIR"),
+    ] = None,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="cProfile the replay; print the top functions")
+    ] = False,
+) -> None:
+    """Layers and transactions per second of the executor replaying wallet spends."""
+    params = executor_bench.Params(txs, accounts, txs_per_layer, seed)
+    try:
+        result = executor_bench.benchmark(params, keep=keep, profile=profile)
+    except executor_bench.BenchError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    for line in executor_bench.report(result):
+        typer.echo(line)
+    if not result.ok:
+        typer.echo(executor_bench.failure(result), err=True)
+        raise typer.Exit(1)

@@ -121,7 +121,7 @@ def node_status(node: dict[str, Any]) -> dict[str, Any]:
         status = call_sync(host, int(port), "status", timeout=2)
     except WireError as exc:
         return {**row, "layer": None, "applied": None, "lag": None, "health": f"down: {exc}"}
-    if node["role"] == "executor":
+    if node["role"] in ("executor", "shadow"):
         last, layer = status.get("applied_layer"), status.get("l1_layer")
     else:
         last, layer = status.get("last_certified"), status.get("layer")
@@ -160,3 +160,57 @@ def status_command(
 
 def _dash(value: object) -> str:
     return "-" if value is None else str(value)
+
+
+def attach_shadow_command(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Start one more shadow executor against the running devnet; it replays from genesis."""
+    try:
+        data_dir = load_config(config).network.data_dir
+        state = read_state(data_dir)
+    except DevnetError as exc:
+        raise _fail(exc) from None
+    effective = Path(state["config"])
+    names = {n["name"] for n in state["nodes"]}
+    index = 1
+    while f"shadow-{index}" in names:
+        index += 1
+    name = f"shadow-{index}"
+    port = load_config(effective).shadow.port + index
+    log = data_dir / "logs" / f"{name}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shadow_executor",
+                "--config",
+                str(effective),
+                "--node",
+                name,
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    node = {
+        "name": name,
+        "role": "shadow",
+        "endpoint": f"127.0.0.1:{port}",
+        "log": str(log),
+        "pid": proc.pid,
+    }
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise _fail(OrchestratorError(f"{name} exited; see {log}"))
+        try:
+            call_sync("127.0.0.1", port, "status", timeout=1)
+            break
+        except WireError:
+            time.sleep(0.2)
+    state["nodes"].append(node)
+    (data_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    typer.echo(f"{name} attached at 127.0.0.1:{port} (log: {log}); it replays from genesis")
