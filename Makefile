@@ -32,6 +32,7 @@ soak: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/devnet bench vm
+	$(BIN)/devnet bench executor
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -5,7 +5,6 @@ from typing import Annotated
 
 import typer
 
-from devnet.bench import executor as executor_bench
 from devnet.bench import vm as vm_bench
 
 app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
@@ -37,9 +36,13 @@ def executor_command(
     ] = False,
 ) -> None:
     """Layers and transactions per second of the executor replaying wallet spends."""
+    from devnet.bench import executor as executor_bench  # heavy: the executor and LevelDB
+
     params = executor_bench.Params(txs, accounts, txs_per_layer, seed)
     try:
-        result = executor_bench.benchmark(params, keep=keep, profile=profile)
+        result = executor_bench.benchmark(
+            params, keep=keep, profile=profile, cache_dir=executor_bench.CACHE_DIR
+        )
     except executor_bench.BenchError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
