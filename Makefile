@@ -33,6 +33,7 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/devnet bench vm
 	$(BIN)/devnet bench executor
+	$(BIN)/devnet bench shadow
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -51,3 +51,24 @@ def executor_command(
     if not result.ok:
         typer.echo(executor_bench.failure(result), err=True)
         raise typer.Exit(1)
+
+
+@app.command("shadow")
+def shadow_command(
+    txs: Annotated[int, typer.Option(help="wallet spends in the history", min=1)] = 50_000,
+    accounts: Annotated[
+        int, typer.Option(help="wallets spawned at genesis", min=2, max=100_000)
+    ] = 10_000,
+    txs_per_layer: Annotated[int, typer.Option(help="transactions per block", min=1)] = 1_000,
+    seed: Annotated[int, typer.Option(help="seed of the generated history")] = 1,
+) -> None:
+    """Catch-up speed of a shadow executor (layers/s, tx/s) on a recorded history."""
+    from devnet.bench import executor as executor_bench
+    from devnet.bench import shadow as shadow_bench
+
+    params = executor_bench.Params(txs, accounts, txs_per_layer, seed)
+    result = shadow_bench.benchmark(params)
+    for line in shadow_bench.report(result):
+        typer.echo(line)
+    if result.mismatched:
+        raise typer.Exit(1)
