@@ -145,4 +145,27 @@ static uint32_t read_tx(void) {
   return len;
 }
 
+/* verify(tx Vec<u8>, sig [64]) → bool: exactly one signature by `owner`, nothing after it. */
+static void method_verify_owner(const uint8_t owner[32]) {
+  uint32_t len = read_tx();
+  uint8_t sig[64];
+  athena_read(sig, 64);
+  return_bool(athena_input_len() == 0 && athena_ed25519_verify(tx_buffer, len, owner, sig));
+}
+
+/* The spend, max_spend and verify exports of a template owned by one ed25519 key. */
+#define SINGLE_OWNER_METHODS(read_state, owner) \
+  ATHENA_EXPORT(spend) {                        \
+    read_state();                               \
+    method_spend();                             \
+  }                                             \
+  ATHENA_EXPORT(max_spend) {                    \
+    read_state();                               \
+    method_max_spend();                         \
+  }                                             \
+  ATHENA_EXPORT(verify) {                       \
+    read_state();                               \
+    method_verify_owner(owner);                 \
+  }
+
 #endif

@@ -64,21 +64,4 @@ ATHENA_EXPORT(token_balance) {
   return_u64(load_slot0());
 }
 
-ATHENA_EXPORT(spend) {
-  read_state();
-  method_spend();
-}
-
-ATHENA_EXPORT(max_spend) {
-  read_state();
-  method_max_spend();
-}
-
-/* verify(tx Vec<u8>, sig [64]) → bool */
-ATHENA_EXPORT(verify) {
-  read_state();
-  uint32_t len = read_tx();
-  uint8_t sig[64];
-  athena_read(sig, 64);
-  return_bool(athena_input_len() == 0 && athena_ed25519_verify(tx_buffer, len, owner, sig));
-}
+SINGLE_OWNER_METHODS(read_state, owner)

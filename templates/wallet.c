@@ -18,11 +18,6 @@ ATHENA_EXPORT(spawn) {
   athena_return(address, 24);
 }
 
-ATHENA_EXPORT(spend) {
-  read_state();
-  method_spend();
-}
-
 ATHENA_EXPORT(proxy) {
   read_state();
   method_proxy();
@@ -33,16 +28,4 @@ ATHENA_EXPORT(deploy) {
   method_deploy();
 }
 
-ATHENA_EXPORT(max_spend) {
-  read_state();
-  method_max_spend();
-}
-
-/* verify(tx Vec<u8>, sig [64]) → bool */
-ATHENA_EXPORT(verify) {
-  read_state();
-  uint32_t len = read_tx();
-  uint8_t sig[64];
-  athena_read(sig, 64);
-  return_bool(athena_input_len() == 0 && athena_ed25519_verify(tx_buffer, len, owner, sig));
-}
+SINGLE_OWNER_METHODS(read_state, owner)
