@@ -234,17 +234,18 @@ class Timeouts:
     @classmethod
     def for_layer(cls, layer_ms: int) -> "Timeouts":
         """Defaults for a layer duration L: L/10 to propose, L/40 to collect the other votes
-        and to resend, L/100 more per round.
+        and to resend, L/20 more per round.
 
-        A failed round costs about L/10 + 2·L/40 + 3·r·L/100 plus message delays, so about
-        four rounds fit in a layer even when every one of them times out. The increment is
-        small because the budget is one layer, not "eventually"; it only has to outgrow a
-        delay bound that a local devnet keeps far below L/40.
+        A failed round costs about L/10 + 2·L/40 + 3·r·L/20 plus message delays, so three
+        rounds fit in a layer even when every one of them times out. The increment must
+        outgrow the message delays of a loaded machine (several processes sharing two cores
+        can stall each other for tens of milliseconds); a layer that needs more rounds
+        overruns into the next layer's time rather than stalling.
         """
         if layer_ms < 40:
             raise AgreementError(f"layer duration {layer_ms} ms is too short")
         step = layer_ms // 40
-        return cls(layer_ms // 10, step, step, layer_ms // 100, step)
+        return cls(layer_ms // 10, step, step, layer_ms // 20, step)
 
     def delay(self, kind: TimeoutKind, round_: int) -> int:
         if kind is TimeoutKind.RESEND:

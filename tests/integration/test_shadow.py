@@ -124,12 +124,20 @@ def applied(c: Cluster) -> int:
     return -1 if value is None else int(value)
 
 
-def test_late_shadows_verify_every_layer_and_agree(honest: tuple[Cluster, Shadows]) -> None:
+@pytest.mark.parametrize(
+    "history", [pytest.param(12, id="12-layers"), pytest.param(200, marks=pytest.mark.slow)]
+)
+def test_late_shadows_verify_every_layer_and_agree(
+    honest: tuple[Cluster, Shadows], history: int
+) -> None:
     c, shadows = honest
     c.wait("the executor to apply layer 2", lambda: applied(c) >= 2, timeout=60)
-    for sender in range(3):
-        submit(c, spend_txs(c.config, sender, 5))
-    c.wait("layer 12", lambda: applied(c) >= 12, timeout=60)
+    nonce = 0
+    while applied(c) < history:
+        for sender in range(3):
+            submit(c, spend_txs(c.config, sender, 5, first_nonce=nonce))
+        nonce += 5
+    c.wait(f"layer {history}", lambda: applied(c) >= history, timeout=60 + history)
 
     shadows.start("shadow-a")
     target = applied(c)
@@ -172,6 +180,24 @@ def test_cheating_executor_is_caught(tmp_path: Path) -> None:
     shadows = Shadows(c)
     try:
         shadows.start("shadow-0")
+        strict_log = open(c.logs / "strict.log", "ab")
+        strict = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shadow_executor",
+                "--config",
+                str(c.config_path),
+                "--node",
+                "shadow-strict",
+                "--port",
+                str(free_ports(1)[0]),
+                "--strict",
+            ],
+            stdout=strict_log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
         c.wait(
             "the shadow to report the tampered root of layer 4",
             lambda: shadows.call("shadow-0", "status")["divergences"] >= 1,
@@ -183,6 +209,9 @@ def test_cheating_executor_is_caught(tmp_path: Path) -> None:
         assert verdict["claimed_root"] != verdict["our_root"]
         assert verdict["our_root"] == c.call("executor", "get_layer", layer=4)["root"]
         assert (shadows.call("shadow-0", "status")["verified_up_to"] or 0) >= 3
+        assert strict.wait(30) == 2, "--strict exits non-zero at the first divergence"
+        strict_log.close()
+        assert "divergence at layer 4" in (c.logs / "strict.log").read_text()
     finally:
         shadows.stop_all()
         c.stop_all()

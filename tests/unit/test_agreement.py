@@ -509,7 +509,7 @@ def test_timeouts_prevote_nil_and_stale_ones_are_ignored() -> None:
     assert pv.value_id is None
     assert a.on_timeout(TimeoutKind.PROPOSE, 0) == [], "no second prevote"
     assert Timeouts(100, 50, 50, 25, 40).delay(TimeoutKind.PROPOSE, 3) == 175
-    assert Timeouts.for_layer(1000) == Timeouts(100, 25, 25, 10, 25)
+    assert Timeouts.for_layer(1000) == Timeouts(100, 25, 25, 50, 25)
     assert Timeouts.for_layer(200).propose_ms == 20
     with pytest.raises(AgreementError):
         Timeouts.for_layer(39)
