@@ -92,7 +92,42 @@ class ShadowConfig:
     host: str = "127.0.0.1"
     port: int = 7400
     #: A claim not seen on L1 within this many layers after its layer is reported late.
-    claim_deadline_layers: int = 3
+    claim_deadline_layers: int = 10
+
+
+@dataclass(frozen=True)
+class RelayFaults:
+    """Test-only misbehaviour, off unless set: a crash at the worst moment for recovery."""
+
+    #: Exit at once, as a kill would, after persisting bundle number N (counted over the
+    #: relay's whole life) and before submitting it; -1 never.
+    crash_after_bundle: int = -1
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    name: str = "relay-0"
+    host: str = "127.0.0.1"
+    port: int = 7300
+    #: The lowest gas price the relay admits (its fee share must pay for the L1 bytes).
+    min_gas_price: int = 1
+    #: Transactions of one principal in flight (pending, bundled or included) at once.
+    max_per_principal: int = 100
+    #: The pool's caps; beyond them the lowest gas price is evicted first.
+    pool_max_txs: int = 10_000
+    pool_max_bytes: int = 32 * 1024 * 1024
+    #: The largest bundle the relay builds (at most `l1.max_bundle_bytes`).
+    bundle_max_bytes: int = 256 * 1024
+    #: Layers a bundle may wait for inclusion before it is rebuilt (same L1 nonce).
+    include_within_layers: int = 5
+    #: How often a transaction may go back to the pool (its bundle not included, or cut
+    #: from its block) before it is dropped.
+    max_attempts: int = 3
+    #: Requests per second per connection (a burst of as many is allowed); 0 = no limit.
+    rate_limit: int = 1000
+    #: The largest request frame, in bytes (a transaction is at most 128 KiB).
+    max_request_bytes: int = 512 * 1024
+    faults: RelayFaults = RelayFaults()
 
 
 @dataclass(frozen=True)
@@ -111,6 +146,7 @@ class DevnetConfig:
     executor: ExecutorConfig = ExecutorConfig()
     athena: AthenaGenesis = AthenaGenesis()
     shadow: ShadowConfig = ShadowConfig()
+    relay: RelayConfig = RelayConfig()
 
     def smesher(self, name: str) -> SmesherConfig:
         for node in self.smeshers:
@@ -251,7 +287,33 @@ def _shadow(f: _Fields) -> ShadowConfig:
         name=f.text("name", "shadow-0"),
         host=f.text("host", "127.0.0.1"),
         port=f.integer("port", 7400, low=1, high=65535),
-        claim_deadline_layers=f.integer("claim_deadline_layers", 3, low=1, high=1000),
+        claim_deadline_layers=f.integer("claim_deadline_layers", 10, low=1, high=1000),
+    )
+
+
+def _relay(f: _Fields, l1: L1Config) -> RelayConfig:
+    faults = f.table_of("fault")
+    return RelayConfig(
+        name=f.text("name", "relay-0"),
+        host=f.text("host", "127.0.0.1"),
+        port=f.integer("port", 7300, low=1, high=65535),
+        min_gas_price=f.integer("min_gas_price", 1, low=1),
+        max_per_principal=f.integer("max_per_principal", 100, low=1, high=10_000),
+        pool_max_txs=f.integer("pool_max_txs", 10_000, low=1, high=10_000_000),
+        pool_max_bytes=f.integer("pool_max_bytes", 32 * 1024 * 1024, low=1024, high=2**34),
+        bundle_max_bytes=f.integer(
+            "bundle_max_bytes",
+            min(256 * 1024, l1.max_bundle_bytes),
+            low=1024,
+            high=l1.max_bundle_bytes,
+        ),
+        include_within_layers=f.integer("include_within_layers", 5, low=1, high=1000),
+        max_attempts=f.integer("max_attempts", 3, low=1, high=100),
+        rate_limit=f.integer("rate_limit", 1000, high=1_000_000),
+        max_request_bytes=f.integer(
+            "max_request_bytes", 512 * 1024, low=64 * 1024, high=4 * 1024 * 1024
+        ),
+        faults=RelayFaults(faults.integer("crash_after_bundle", -1, low=-1)),
     )
 
 
@@ -265,13 +327,15 @@ def _athena(f: _Fields) -> AthenaGenesis:
 def parse_config(doc: dict[str, Any]) -> DevnetConfig:
     root = _Fields(doc, "")
     network = _network(root.table_of("network"))
+    l1 = _l1(root.table_of("l1"), network)
     return DevnetConfig(
         network,
-        _l1(root.table_of("l1"), network),
+        l1,
         _smeshers(root),
         _executor(root.table_of("executor")),
         _athena(root.table_of("athena")),
         _shadow(root.table_of("shadow")),
+        relay=_relay(root.table_of("relay"), l1),
     )
 
 

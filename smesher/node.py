@@ -6,8 +6,8 @@ candidate block's bytes, so a node always has the block a value names before it 
 """
 
 import time
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -36,7 +36,8 @@ from smesher.agreement import (
 from smesher.chain import Chain, Committed
 from smesher.store import ChainStore
 
-PEER_QUEUE = 1024
+PEER_QUEUE = 256
+PEER_CONCURRENCY = 16
 PEER_CALL_TIMEOUT = 2.0
 MAX_FUTURE_LAYERS = 4
 MAX_BUFFERED_MESSAGES = 4096
@@ -45,10 +46,18 @@ MAX_CANDIDATES = 64
 
 @dataclass
 class Peer:
+    """A connection to another smesher and the calls waiting to go out on it.
+
+    The outbox drops its *oldest* call when full: agreement messages go stale quickly, and a
+    backlog of old rounds delivered late would only delay the current ones.
+    """
+
     name: str
     client: RpcClient
-    send: trio.MemorySendChannel[tuple[str, dict[str, Any]]]
-    receive: trio.MemoryReceiveChannel[tuple[str, dict[str, Any]]]
+    outbox: deque[tuple[str, dict[str, Any]]] = field(
+        default_factory=lambda: deque(maxlen=PEER_QUEUE)
+    )
+    wake: trio.Event = field(default_factory=trio.Event)
 
 
 def now_ms() -> int:
@@ -95,25 +104,36 @@ class Smesher:
 
     async def _connect(self, nursery: trio.Nursery, name: str, endpoint: str) -> None:
         client = await nursery.start(_open_client, endpoint, self.name)
-        send, receive = trio.open_memory_channel[tuple[str, dict[str, Any]]](PEER_QUEUE)
-        peer = Peer(name, client, send, receive)
+        peer = Peer(name, client)
         self.peers.append(peer)
         nursery.start_soon(self._peer_sender, peer)
 
     async def _peer_sender(self, peer: Peer) -> None:
-        async for method, params in peer.receive:
-            try:
-                await peer.client.request(method, params, timeout=PEER_CALL_TIMEOUT)
-            except WireError:
-                pass  # the agreement resends; sync covers what is lost for good
+        """Send queued calls without waiting for one reply before the next call."""
+        limiter = trio.Semaphore(PEER_CONCURRENCY)
+        async with trio.open_nursery() as calls:
+            while True:
+                await peer.wake.wait()
+                peer.wake = trio.Event()
+                while peer.outbox:
+                    await limiter.acquire()
+                    calls.start_soon(self._call_peer, peer, limiter, *peer.outbox.popleft())
+
+    async def _call_peer(
+        self, peer: Peer, limiter: trio.Semaphore, method: str, params: dict[str, Any]
+    ) -> None:
+        try:
+            await peer.client.request(method, params, timeout=PEER_CALL_TIMEOUT)
+        except WireError:
+            pass  # the agreement resends; sync covers what is lost for good
+        finally:
+            limiter.release()
 
     def to_peers(self, method: str, params: dict[str, Any]) -> None:
-        """Queue a call to every peer without waiting; a full queue drops it."""
+        """Queue a call to every peer without waiting; a full outbox drops its oldest."""
         for peer in self.peers:
-            try:
-                peer.send.send_nowait((method, params))
-            except trio.WouldBlock:
-                pass
+            peer.outbox.append((method, params))
+            peer.wake.set()
 
     # --- the layer loop --------------------------------------------------------------
 
@@ -153,7 +173,16 @@ class Smesher:
 
     def _value_is_valid(self, value: tuple[bytes, ...], layer: int) -> bool:
         block = self.candidates.get(value[0]) if len(value) == 1 else None
-        return block is not None and self.chain.is_valid(block, layer)
+        if block is None:
+            self.log.debug("proposed block not received yet", layer=layer)
+            return False
+        valid = self.chain.is_valid(block, layer)
+        if not valid:
+            try:
+                self.chain.check_block(block, layer)
+            except DevnetError as exc:
+                self.log.warning("invalid block proposed", layer=layer, error=str(exc))
+        return valid
 
     def _perform(self, agreement: Agreement, outputs: list[Output]) -> None:
         for out in outputs:

@@ -97,11 +97,11 @@ def submit(c: Cluster, txs: list[bytes]) -> None:
 def make_cluster(tmp_path: Path, faults: list[str]) -> Cluster:
     (tmp_path / "logs").mkdir()
     path = write_config(tmp_path)
+    # A loaded test machine can delay the executor's first claims by many layers.
+    extra = ["[shadow]", "claim_deadline_layers = 40"]
     if faults:
-        text = path.read_text().replace(
-            "[athena]", "\n".join(["[executor.fault]", *faults, "[athena]"])
-        )
-        path.write_text(text)
+        extra += ["[executor.fault]", *faults]
+    path.write_text(path.read_text().replace("[athena]", "\n".join([*extra, "[athena]"])))
     c = Cluster(path, tmp_path / "logs")
     for name in [*SMESHERS, "executor"]:
         c.start(name)
@@ -223,7 +223,9 @@ def test_skipped_transaction_is_named(tmp_path: Path) -> None:
     txs = spend_txs(load_config(path), 0, 3)
     skipped = decode_transaction(txs[1]).id
     text = path.read_text().replace(
-        "[athena]", f'[executor.fault]\nskip_tx = "{skipped.hex()}"\n[athena]'
+        "[athena]",
+        "[shadow]\nclaim_deadline_layers = 40\n"
+        f'[executor.fault]\nskip_tx = "{skipped.hex()}"\n[athena]',
     )
     path.write_text(text)
     c = Cluster(path, tmp_path / "logs")
