@@ -88,3 +88,16 @@ class CertificateError(AgreementError):
 
 class StateTreeError(DevnetError):
     """State tree misuse or bad input: a wrong-sized key, a malformed proof, a missing node."""
+
+
+class TransactionRejected(TransactionError):
+    """A transaction fails a check made before it is charged; nothing changed.
+
+    `reason` is what a receipt, or a relay's refusal, reports. The state transition raises
+    it from its pre-charge checks (`devnet.state_transition.precheck`) and the relay from
+    its mempool rules, so a user sees the same words whichever refused the transaction.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

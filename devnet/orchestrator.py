@@ -107,6 +107,17 @@ def plan(config: DevnetConfig, config_path: Path) -> list[Node]:
             logs / f"{ex.name}.log",
         )
     )
+    relay = config.relay
+    nodes.append(
+        Node(
+            relay.name,
+            "relay",
+            relay.host,
+            relay.port,
+            [sys.executable, "-m", "relay", "--config", str(config_path), "--node", relay.name],
+            logs / f"{relay.name}.log",
+        )
+    )
     sh = config.shadow
     nodes.append(
         Node(
@@ -221,12 +232,15 @@ class Supervisor:
             await trio.sleep(1.0)
 
     async def _wait_ready(self) -> None:
-        """Until every smesher has certified a layer and the executor applied one."""
+        """Until every smesher has certified a layer, the executor applied one, the relay
+        follows blocks and the shadow verified one."""
         with trio.move_on_after(READY_TIMEOUT) as scope:
             for node in self.nodes:
-                field = {"executor": "applied_layer", "shadow": "verified_up_to"}.get(
-                    node.role, "last_certified"
-                )
+                field = {
+                    "executor": "applied_layer",
+                    "shadow": "verified_up_to",
+                    "relay": "block_layer",
+                }.get(node.role, "last_certified")
                 while (await _status(node)).get(field) is None:
                     await trio.sleep(0.2)
         if scope.cancelled_caught:

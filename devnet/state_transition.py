@@ -5,10 +5,11 @@ a LevelDB-backed view in the executor) and returns a `Receipt`. The order of che
 protocol's, and each check that fails before the fee is charged rejects the transaction
 with nothing changed:
 
-decode → gas_price > 0 → principal exists (or a self-spawn derives it) → template `verify`
-→ nonce → balance covers gas_limit × gas_price → charge → run the method with what verify
-left → refund unused gas → split the fee → nonce + 1, even when the method failed (whose
-own changes are rolled back).
+decode → principal exists (or a self-spawn derives it) → gas (price > 0, limit, max fee)
+→ template `verify` (these four are `precheck`, which a relay runs too) → nonce → balance
+covers gas_limit × gas_price → charge → run the method with what verify left → refund
+unused gas → split the fee → nonce + 1, even when the method failed (whose own changes are
+rolled back).
 """
 
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from athena_vm.address import spawn_address
 from athena_vm.payload import selector
 from athena_vm.scale import encode_bytes
 from athena_vm.vm import ExecutionResult
-from devnet.errors import TransactionError
+from devnet.errors import TransactionError, TransactionRejected
 from devnet.transaction import MAX_TX_SIZE, Transaction, decode_transaction
 
 VERIFY = selector("verify")
@@ -91,8 +92,18 @@ class Receipt:
         return self.status == StatusCode.SUCCESS
 
 
-class Rejection(Exception):
-    """A check before charging failed; carries the receipt's reason."""
+@dataclass(frozen=True)
+class Checked:
+    """A transaction that passed every check made before charging but nonce and balance.
+
+    Carries what execution needs next: the principal's template and state blob (for a
+    self-spawn, the ones the spawn will create) and the gas `verify` used.
+    """
+
+    tx: Transaction
+    template: bytes
+    state: bytes
+    verify_gas: int
 
 
 def _reject(tx_id: bytes, reason: str, tx: Transaction | None = None) -> Receipt:
@@ -105,6 +116,26 @@ def _reject(tx_id: bytes, reason: str, tx: Transaction | None = None) -> Receipt
     )
 
 
+def precheck(state: State, raw: bytes, config: TransitionConfig) -> Checked:
+    """The checks before charging that need no nonce or balance: decode, principal (or
+    self-spawn), gas, template `verify`. Raises `TransactionRejected` with the reason a
+    receipt would give; changes nothing. A relay runs it on a state holding just the
+    principal's account to admit transactions with the executor's own code.
+    """
+    try:
+        tx = decode_transaction(raw, config.max_tx_size)
+    except TransactionError as exc:
+        raise TransactionRejected(str(exc)) from None
+    return _precheck(state, tx, config)
+
+
+def _precheck(state: State, tx: Transaction, config: TransitionConfig) -> Checked:
+    template, account_state = _principal(state, tx)
+    _check_gas(tx, config)
+    verify_gas = _verify(state, tx, template, account_state, config)
+    return Checked(tx, template, account_state, verify_gas)
+
+
 def apply_transaction(
     state: State, raw: bytes, config: TransitionConfig, relay: bytes | None = None
 ) -> Receipt:
@@ -114,22 +145,22 @@ def apply_transaction(
     except TransactionError as exc:
         return _reject(blake3.blake3(raw).digest(), str(exc))
     try:
-        template, account_state = _principal(state, tx)
-        _check_gas(tx, config)
-        verify_gas = _verify(state, tx, template, account_state, config)
+        checked = _precheck(state, tx, config)
         _check_nonce_and_balance(state, tx)
-    except Rejection as exc:
-        return _reject(tx.id, str(exc), tx)
-    return _execute(state, tx, template, account_state, verify_gas, config, relay)
+    except TransactionRejected as exc:
+        return _reject(tx.id, exc.reason, tx)
+    return _execute(state, checked, config, relay)
 
 
 def _check_gas(tx: Transaction, config: TransitionConfig) -> None:
     if tx.gas_price <= 0:
-        raise Rejection("gas price must be above 0")
+        raise TransactionRejected("gas price must be above 0")
     if tx.gas_limit > config.max_gas_limit:
-        raise Rejection(f"gas limit {tx.gas_limit} exceeds the maximum {config.max_gas_limit}")
+        raise TransactionRejected(
+            f"gas limit {tx.gas_limit} exceeds the maximum {config.max_gas_limit}"
+        )
     if tx.max_fee > MAX_BALANCE:
-        raise Rejection("gas_limit × gas_price overflows a u64 balance")
+        raise TransactionRejected("gas_limit × gas_price overflows a u64 balance")
 
 
 def _principal(state: State, tx: Transaction) -> tuple[bytes, bytes]:
@@ -137,20 +168,20 @@ def _principal(state: State, tx: Transaction) -> tuple[bytes, bytes]:
     existing = state.account_template(tx.principal)
     if tx.template is None:
         if existing is None:
-            raise Rejection(
+            raise TransactionRejected(
                 f"principal 0x{tx.principal.hex()} does not exist: spawn it first "
                 "(a self-spawn names its template)"
             )
         return existing, state.account_state(tx.principal)
     if existing is not None:
-        raise Rejection(f"principal 0x{tx.principal.hex()} is already spawned")
+        raise TransactionRejected(f"principal 0x{tx.principal.hex()} is already spawned")
     if state.template_code(tx.template) is None:
-        raise Rejection(f"unknown template 0x{tx.template.hex()}")
+        raise TransactionRejected(f"unknown template 0x{tx.template.hex()}")
     if tx.payload.selector != SPAWN:
-        raise Rejection("a transaction naming a template must call spawn")
+        raise TransactionRejected("a transaction naming a template must call spawn")
     derived = spawn_address(tx.template, tx.payload.input)
     if derived != tx.principal:
-        raise Rejection(
+        raise TransactionRejected(
             f"principal 0x{tx.principal.hex()} is not the spawn address 0x{derived.hex()} "
             "of the template and spawn arguments"
         )
@@ -176,21 +207,25 @@ def _verify(
     result = state.run(_context(tx, template), payload, tx.gas_limit)
     state.rollback(mark)
     if not result.ok:
-        raise Rejection(f"verify failed: {result.status.name} {result.reason or ''}".strip())
+        raise TransactionRejected(
+            f"verify failed: {result.status.name} {result.reason or ''}".strip()
+        )
     if result.output != b"\x01":
-        raise Rejection("invalid signature: the template's verify refused it")
+        raise TransactionRejected("invalid signature: the template's verify refused it")
     return result.gas_used
 
 
 def _check_nonce_and_balance(state: State, tx: Transaction) -> None:
     expected = state.nonce(tx.principal)
     if tx.nonce < expected:
-        raise Rejection(f"stale nonce {tx.nonce}: next nonce is {expected}")
+        raise TransactionRejected(f"stale nonce {tx.nonce}: next nonce is {expected}")
     if tx.nonce > expected:
-        raise Rejection(f"nonce gap: {tx.nonce} given, next nonce is {expected}")
+        raise TransactionRejected(f"nonce gap: {tx.nonce} given, next nonce is {expected}")
     balance = state.get_balance(tx.principal)
     if balance < tx.max_fee:
-        raise Rejection(f"balance {balance} does not cover gas_limit × gas_price = {tx.max_fee}")
+        raise TransactionRejected(
+            f"balance {balance} does not cover gas_limit × gas_price = {tx.max_fee}"
+        )
 
 
 def _credit(state: State, address: bytes | None, amount: int) -> int:
@@ -205,14 +240,14 @@ def _credit(state: State, address: bytes | None, amount: int) -> int:
 
 
 def _execute(
-    state: State,
-    tx: Transaction,
-    template: bytes,
-    account_state: bytes,
-    verify_gas: int,
-    config: TransitionConfig,
-    relay: bytes | None,
+    state: State, checked: Checked, config: TransitionConfig, relay: bytes | None
 ) -> Receipt:
+    tx, template, account_state, verify_gas = (
+        checked.tx,
+        checked.template,
+        checked.state,
+        checked.verify_gas,
+    )
     mark = state.snapshot()
     state.set_balance(tx.principal, state.get_balance(tx.principal) - tx.max_fee)
     method_mark = state.snapshot()

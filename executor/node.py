@@ -14,6 +14,7 @@ import plyvel
 import trio
 
 from athena_vm.in_memory_host import InMemoryHost
+from athena_vm.status import StatusCode
 from devnet.block import Block, decode_block
 from devnet.certificate import decode_certificate, verify_certificate
 from devnet.config import DevnetConfig
@@ -110,6 +111,10 @@ def apply_layer(
             else:
                 batch.put(key, value)
         for receipt in outcome.receipts:
+            if receipt["status"] == StatusCode.REJECTED:
+                earlier = store.receipt(receipt["tx_id"])
+                if earlier is not None and earlier["status"] != StatusCode.REJECTED:
+                    continue  # executed before, included again: keep the receipt that counts
             batch.put(RECEIPT_PREFIX + receipt["tx_id"], encode_receipt(receipt))
         record = LayerRecord(
             block.layer,

@@ -3,19 +3,25 @@
 from typing import TYPE_CHECKING, Any
 
 from athena_vm.in_memory_host import Account
-from devnet.errors import RpcError, WireError
+from devnet.errors import RpcError, TransactionError, WireError
 from devnet.state_transition import apply_transaction
 from devnet.state_tree import tree_key
+from devnet.transaction import decode_transaction
 from devnet.wire import RpcClient, RpcServer
 from devnet.wire.subscription import EventSink
 from executor.ledger import receipt_record, transition_config
-from executor.state import ACCOUNT_PREFIX, STORAGE_PREFIX, decode_account
+from executor.state import ACCOUNT_PREFIX, STORAGE_PREFIX, TEMPLATE_PREFIX, decode_account
 
 if TYPE_CHECKING:
     from executor.node import Executor
 
 NOT_FOUND = 404
 REFUSED = 400
+#: The most gas one `estimate` may run. Nobody pays for an estimate and it runs on the
+#: executor's only thread, between layers: a 100M-gas loop would stall block following and
+#: every query for tens of seconds per call.
+ESTIMATE_MAX_GAS = 10_000_000
+MAX_LAYER = 2**64 - 1
 
 
 def _address(address: bytes) -> bytes:
@@ -68,6 +74,13 @@ def register(server: RpcServer, node: "Executor", client: RpcClient) -> None:
         value: bytes = db.get(STORAGE_PREFIX + _address(address) + key) or bytes(32)
         return value
 
+    async def get_template(address: bytes) -> bytes:
+        """A template's code, for a relay that runs its `verify` before admitting."""
+        code: bytes | None = db.get(TEMPLATE_PREFIX + _address(address))
+        if code is None:
+            raise RpcError(NOT_FOUND, f"no template at 0x{address.hex()}")
+        return code
+
     async def get_receipt(tx_id: bytes) -> dict[str, Any]:
         receipt = store.receipt(tx_id)
         if receipt is None:
@@ -75,7 +88,7 @@ def register(server: RpcServer, node: "Executor", client: RpcClient) -> None:
         return receipt
 
     async def get_layer(layer: int) -> dict[str, Any]:
-        record = store.layer(layer)
+        record = store.layer(layer) if 0 <= layer <= MAX_LAYER else None
         if record is None:
             raise RpcError(NOT_FOUND, f"layer {layer} is not applied")
         return record.as_dict()
@@ -97,7 +110,20 @@ def register(server: RpcServer, node: "Executor", client: RpcClient) -> None:
         }
 
     async def estimate(tx: bytes) -> dict[str, Any]:
-        """Run `tx` on the current state without committing anything."""
+        """Run `tx` on the current state without committing anything.
+
+        Bytes that are not a transaction are refused; a transaction that would be rejected
+        (signature, nonce, balance) gets its REJECTED receipt, which says why.
+        """
+        try:
+            gas_limit = decode_transaction(tx).gas_limit
+        except TransactionError as exc:
+            raise RpcError(REFUSED, str(exc)) from None
+        if gas_limit > ESTIMATE_MAX_GAS:
+            raise RpcError(
+                REFUSED,
+                f"gas limit {gas_limit}: an estimate runs at most {ESTIMATE_MAX_GAS} gas",
+            )
         host = node.host
         mark = host.snapshot()
         try:
@@ -116,6 +142,7 @@ def register(server: RpcServer, node: "Executor", client: RpcClient) -> None:
         ("status", status),
         ("get_account", get_account),
         ("get_storage", get_storage),
+        ("get_template", get_template),
         ("get_receipt", get_receipt),
         ("get_layer", get_layer),
         ("get_proof", get_proof),

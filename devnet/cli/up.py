@@ -123,6 +123,8 @@ def node_status(node: dict[str, Any]) -> dict[str, Any]:
         return {**row, "layer": None, "applied": None, "lag": None, "health": f"down: {exc}"}
     if node["role"] in ("executor", "shadow"):
         last, layer = status.get("applied_layer"), status.get("l1_layer")
+    elif node["role"] == "relay":
+        last, layer = status.get("block_layer"), status.get("layer")
     else:
         last, layer = status.get("last_certified"), status.get("layer")
     lag = None if last is None or layer is None else max(0, layer - last)

@@ -29,8 +29,27 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def write_config(directory: Path, smeshers: int = 4, layer_ms: int = 500) -> Path:
-    ports = free_ports(smeshers)
+def write_config(
+    directory: Path,
+    smeshers: int = 4,
+    layer_ms: int = 500,
+    extra_executors: tuple[str, ...] = (),
+    relay: dict[str, Any] | None = None,
+    test_wallets: int = 4,
+) -> Path:
+    """A devnet config on free ports; each of `extra_executors` gets its own file too.
+
+    An extra executor's file is `devnet-NAME.toml`: the same network (smeshers, genesis
+    time, Athena genesis) with its own executor port and `claims = false`. Its `[executor]
+    name` stays the primary's, because that name picks the account the executor's fee share
+    goes to, which is part of the state: the node is started with `--node NAME`, which
+    picks its data directory `data/NAME/state`.
+
+    The relay (`relay-0`, started like any node) gets a free port and the `relay` fields
+    (a dict value becomes a sub-table, e.g. `{"fault": {"crash_after_bundle": 1}}`).
+    """
+    ports = free_ports(smeshers + 1 + len(extra_executors))
+    executor_ports, ports = ports[smeshers:], ports[:smeshers]
     genesis = int(time.time()) + 1
     lines = [
         "[network]",
@@ -45,11 +64,27 @@ def write_config(directory: Path, smeshers: int = 4, layer_ms: int = 500) -> Pat
         lines += ["[[smesher]]", f'name = "smesher-{i}"', f"port = {port}"]
     for role in ("relay-0", "user-0", "executor"):
         lines += ["[[l1.genesis]]", f'key = "{role}"', "balance = 1000000000"]
-    executor_port = free_ports(1)[0]
-    lines += ["[executor]", f"port = {executor_port}", "[athena]", "test_wallets = 4"]
+    athena = ["[athena]", f"test_wallets = {test_wallets}"]
+    for name, port in zip(extra_executors, executor_ports[1:], strict=True):
+        own = [*lines, "[executor]", f"port = {port}", "claims = false", *athena]
+        (directory / f"devnet-{name}.toml").write_text("\n".join(own) + "\n")
+    lines += ["[executor]", f"port = {executor_ports[0]}", *athena]
+    lines += _relay_table(free_ports(1)[0], relay or {})
     path = directory / "devnet.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _relay_table(port: int, fields: dict[str, Any]) -> list[str]:
+    def value(v: Any) -> str:
+        return f'"{v}"' if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+
+    lines = ["[relay]", f"port = {port}"]
+    lines += [f"{k} = {value(v)}" for k, v in fields.items() if not isinstance(v, dict)]
+    for table, sub in fields.items():
+        if isinstance(sub, dict):
+            lines += [f"[relay.{table}]", *(f"{k} = {value(v)}" for k, v in sub.items())]
+    return lines
 
 
 @dataclass
@@ -57,21 +92,35 @@ class Cluster:
     config_path: Path
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: Executors beyond the config's own: node name -> its config file (see write_config).
+    executors: dict[str, Path] = field(default_factory=dict)
 
     @property
     def config(self) -> DevnetConfig:
         return load_config(self.config_path)
 
+    def config_of(self, name: str) -> Path:
+        return self.executors.get(name, self.config_path)
+
+    def is_executor(self, name: str) -> bool:
+        return name in self.executors or name == self.config.executor.name
+
+    def role(self, name: str) -> str:
+        if self.is_executor(name):
+            return "executor"
+        return "relay" if name == self.config.relay.name else "smesher"
+
     def start(self, name: str) -> None:
-        log = open(self.logs / f"{name}.log", "ab")
-        role = "executor" if name == "executor" else "smesher"
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", role, "--config", str(self.config_path), "--node", name],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        role = self.role(name)
+        config = str(self.config_of(name))
+        with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own copy
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", role, "--config", config, "--node", name],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)
@@ -90,8 +139,15 @@ class Cluster:
         self.procs.clear()
 
     def call(self, name: str, method: str, **params: Any) -> Any:
-        cfg = self.config
-        node = cfg.executor if name == cfg.executor.name else cfg.smesher(name)
+        cfg = load_config(self.config_of(name))
+        role = self.role(name)
+        node = (
+            cfg.executor
+            if role == "executor"
+            else cfg.relay
+            if role == "relay"
+            else cfg.smesher(name)
+        )
         return call_sync(node.host, node.port, method, timeout=5, **params)
 
     def wait(self, what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -1,0 +1,1 @@
+"""The relay: public RPC, Athena mempool, bundling, L1 fee payment."""
