@@ -5,129 +5,24 @@ layer record and applied-layer marker go into one atomic WriteBatch; a kill at a
 restarts from the last applied layer and recomputes exactly the same roots.
 """
 
-from dataclasses import dataclass
 from typing import Any
 
 import blake3
-import msgpack
 import plyvel
 import trio
 
-from athena_vm.in_memory_host import InMemoryHost
-from athena_vm.status import StatusCode
-from devnet.block import Block, decode_block
+from devnet.block import decode_block
 from devnet.certificate import decode_certificate, verify_certificate
 from devnet.config import DevnetConfig
 from devnet.errors import DevnetError, RpcError, WireError
+from devnet.execution.layer import ExecutorStore, LayerRecord, apply_layer
+from devnet.execution.state import open_state
 from devnet.l1 import Claim, L1Tx, l1_address
 from devnet.log import get_logger
-from devnet.state_tree import EMPTY_ROOT, LevelDBNodeStore, StateTree, tree_key
 from devnet.wire import RpcClient, RpcServer
 from devnet.wire.subscription import EventSink, Topic
-from executor.ledger import apply_genesis, encode_receipt, execute_block
-from executor.state import open_state, reset_tracking
 
-APPLIED = b"m/applied"
-ROOT = b"m/root"
-LAYER_PREFIX = b"L"
-RECEIPT_PREFIX = b"R"
-NODE_PREFIX = b"N"
 FOLLOW_RETRY = 0.5
-
-
-@dataclass(frozen=True)
-class LayerRecord:
-    layer: int
-    block_id: bytes
-    root: bytes
-    receipts_root: bytes
-    tx_ids: tuple[bytes, ...]
-
-    def encode(self) -> bytes:
-        packed: bytes = msgpack.packb(
-            [self.layer, self.block_id, self.root, self.receipts_root, list(self.tx_ids)],
-            use_bin_type=True,
-        )
-        return packed
-
-    @classmethod
-    def decode(cls, data: bytes) -> "LayerRecord":
-        layer, block_id, root, receipts_root, tx_ids = msgpack.unpackb(data, raw=False)
-        return cls(layer, block_id, root, receipts_root, tuple(tx_ids))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "layer": self.layer,
-            "block_id": self.block_id,
-            "root": self.root,
-            "receipts_root": self.receipts_root,
-            "tx_ids": list(self.tx_ids),
-        }
-
-
-class ExecutorStore:
-    """The executor's LevelDB: Athena state, tree nodes, receipts, layer records."""
-
-    def __init__(self, db: plyvel.DB) -> None:
-        self.db = db
-        self.tree = StateTree(LevelDBNodeStore(db, prefix=NODE_PREFIX))
-
-    def applied(self) -> int | None:
-        raw = self.db.get(APPLIED)
-        return None if raw is None else int.from_bytes(raw, "big")
-
-    def root(self) -> bytes:
-        root: bytes = self.db.get(ROOT) or EMPTY_ROOT
-        return root
-
-    def layer(self, layer: int) -> LayerRecord | None:
-        raw = self.db.get(LAYER_PREFIX + layer.to_bytes(8, "big"))
-        return None if raw is None else LayerRecord.decode(raw)
-
-    def receipt(self, tx_id: bytes) -> dict[str, Any] | None:
-        raw = self.db.get(RECEIPT_PREFIX + tx_id)
-        return None if raw is None else dict(msgpack.unpackb(raw, raw=False))
-
-
-def apply_layer(
-    store: ExecutorStore,
-    host: InMemoryHost,
-    block: Block,
-    config: DevnetConfig,
-    *,
-    skip_tx: bytes | None = None,
-) -> tuple[LayerRecord, list[dict[str, Any]]]:
-    """Execute `block` on top of the committed state and commit it atomically."""
-    db = store.db
-    if block.layer == 0:
-        apply_genesis(host, config)
-    outcome = execute_block(host, db, block, config, skip_tx=skip_tx)
-    with db.write_batch(transaction=True) as batch:
-        tree = StateTree(LevelDBNodeStore(db, batch, prefix=NODE_PREFIX))
-        root = tree.update(store.root(), {tree_key(k): v for k, v in outcome.writes.items()})
-        for key, value in outcome.writes.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        for receipt in outcome.receipts:
-            if receipt["status"] == StatusCode.REJECTED:
-                earlier = store.receipt(receipt["tx_id"])
-                if earlier is not None and earlier["status"] != StatusCode.REJECTED:
-                    continue  # executed before, included again: keep the receipt that counts
-            batch.put(RECEIPT_PREFIX + receipt["tx_id"], encode_receipt(receipt))
-        record = LayerRecord(
-            block.layer,
-            block.id,
-            root,
-            outcome.receipts_root,
-            tuple(r["tx_id"] for r in outcome.receipts),
-        )
-        batch.put(LAYER_PREFIX + block.layer.to_bytes(8, "big"), record.encode())
-        batch.put(ROOT, root)
-        batch.put(APPLIED, block.layer.to_bytes(8, "big"))
-    reset_tracking(host)
-    return record, outcome.receipts
 
 
 class Executor:

@@ -4,13 +4,13 @@ from typing import TYPE_CHECKING, Any
 
 from athena_vm.in_memory_host import Account
 from devnet.errors import RpcError, TransactionError, WireError
+from devnet.execution.ledger import receipt_record, transition_config
+from devnet.execution.state import ACCOUNT_PREFIX, STORAGE_PREFIX, TEMPLATE_PREFIX, decode_account
 from devnet.state_transition import apply_transaction
 from devnet.state_tree import tree_key
 from devnet.transaction import decode_transaction
 from devnet.wire import RpcClient, RpcServer
 from devnet.wire.subscription import EventSink
-from executor.ledger import receipt_record, transition_config
-from executor.state import ACCOUNT_PREFIX, STORAGE_PREFIX, TEMPLATE_PREFIX, decode_account
 
 if TYPE_CHECKING:
     from executor.node import Executor

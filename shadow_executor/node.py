@@ -20,12 +20,12 @@ from devnet.block import Block, decode_block
 from devnet.certificate import decode_certificate, verify_certificate
 from devnet.config import DevnetConfig
 from devnet.errors import DevnetError, WireError
+from devnet.execution.layer import ExecutorStore, LayerRecord, apply_layer
+from devnet.execution.state import ACCOUNT_PREFIX, encode_account, open_state
 from devnet.l1 import Claim
 from devnet.log import get_logger
 from devnet.wire import RpcClient, RpcServer
 from devnet.wire.subscription import EventSink, Topic
-from executor.node import ExecutorStore, LayerRecord, apply_layer
-from executor.state import ACCOUNT_PREFIX, encode_account, open_state
 from shadow_executor.verdict import (
     DIVERGENCE,
     FOREIGN_CLAIM,

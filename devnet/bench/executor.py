@@ -39,10 +39,10 @@ from devnet.builtin_templates import template
 from devnet.bundle import Bundle
 from devnet.config import DevnetConfig, parse_config
 from devnet.errors import DevnetError
+from devnet.execution.layer import ExecutorStore, apply_layer
+from devnet.execution.state import open_state
 from devnet.methods import spend
 from devnet.transaction import Transaction
-from executor.node import ExecutorStore, apply_layer
-from executor.state import open_state
 
 #: Bump when the generated history changes shape, so stale caches are not reused.
 HISTORY_VERSION = 1

@@ -27,8 +27,8 @@ from devnet.certificate import (
     vote_signing_bytes,
 )
 from devnet.config import DevnetConfig
-from executor.node import ExecutorStore, apply_layer
-from executor.state import open_state
+from devnet.execution.layer import ExecutorStore, apply_layer
+from devnet.execution.state import open_state
 
 QUORUM_SIGNERS = 3
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from devnet.bench import executor as bench
 from devnet.cli import app
-from executor.node import ExecutorStore
+from devnet.execution.layer import ExecutorStore
 
 TINY = bench.Params(txs=200, accounts=50, txs_per_layer=60, seed=7)
 

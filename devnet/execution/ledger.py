@@ -17,8 +17,8 @@ from athena_vm.in_memory_host import InMemoryHost
 from devnet.block import Block, ordered_transactions
 from devnet.builtin_templates import builtin_templates, template
 from devnet.config import DevnetConfig
+from devnet.execution.state import changes
 from devnet.state_transition import Receipt, TransitionConfig, apply_transaction
-from executor.state import changes
 
 EMPTY_ROOT = bytes(32)
 

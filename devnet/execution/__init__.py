@@ -1,0 +1,1 @@
+"""Athena execution shared by the executor and the shadow executor."""
