@@ -48,15 +48,16 @@ def main(
         run = build(config, args.node, args)
         trio.run(partial(_until_signalled, run, name))
     except* DevnetError as group:
-        for exc in _leaves(group):
+        for exc in leaves(group):
             get_logger(name).error("stopped on an error", error=str(exc))
         failed = True
     if failed:
         sys.exit(2)
 
 
-def _leaves(group: BaseExceptionGroup[DevnetError]) -> list[BaseException]:
+def leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    """The exceptions inside a (nested) exception group."""
     out: list[BaseException] = []
     for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+        out.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return out

@@ -13,6 +13,7 @@ import trio
 import typer
 
 from devnet.config import load_config
+from devnet.daemon import leaves
 from devnet.errors import DevnetError, WireError
 from devnet.log import configure
 from devnet.orchestrator import (
@@ -63,12 +64,15 @@ def up_command(
     if detach:
         _detach(config, data_dir)
         return
+    failure: DevnetError | None = None
     try:
         trio.run(_supervise, effective)
-    except KeyboardInterrupt:
+    except* KeyboardInterrupt:
         typer.echo("\nstopped")
-    except DevnetError as exc:
-        raise _fail(exc) from None
+    except* DevnetError as group:
+        failure = next(e for e in leaves(group) if isinstance(e, DevnetError))
+    if failure is not None:
+        raise _fail(failure)
 
 
 def _detach(config: Path, data_dir: Path) -> None:
