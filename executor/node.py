@@ -11,10 +11,9 @@ import blake3
 import plyvel
 import trio
 
-from devnet.block import decode_block
-from devnet.certificate import decode_certificate, verify_certificate
+from devnet.certified_block import certified_block
 from devnet.config import DevnetConfig
-from devnet.errors import DevnetError, RpcError, WireError
+from devnet.errors import CertificateError, DevnetError, RpcError, WireError
 from devnet.execution.layer import ExecutorStore, LayerRecord, apply_layer
 from devnet.execution.state import open_state
 from devnet.l1 import Claim, L1Tx, l1_address
@@ -97,15 +96,9 @@ class Executor:
         if layer > expected:
             return False
         try:
-            block = decode_block(event["block"])
-            cert = decode_certificate(event["certificate"])
-        except DevnetError as exc:
-            self.log.warning("undecodable block event", layer=layer, error=str(exc))
-            return False
-        if block.layer != layer or not verify_certificate(
-            cert, self.validators, layer=layer, value=(block.id,)
-        ):
-            self.log.warning("block with an invalid certificate refused", layer=layer)
+            block, _ = certified_block(layer, event["block"], event["certificate"], self.validators)
+        except CertificateError as exc:
+            self.log.warning("block refused", layer=layer, error=str(exc))
             return False
         record, receipts = apply_layer(
             self.store, self.host, block, self.config, skip_tx=self.config.executor.faults.skip_tx

@@ -30,12 +30,17 @@ import blake3
 import trio
 
 from athena_vm import StatusCode
-from devnet.block import decode_block
 from devnet.builtin_templates import template
 from devnet.bundle import Bundle
-from devnet.certificate import decode_certificate, verify_certificate
+from devnet.certified_block import certified_block
 from devnet.config import DevnetConfig
-from devnet.errors import DevnetError, RpcError, TransactionError, TransactionRejected, WireError
+from devnet.errors import (
+    CertificateError,
+    RpcError,
+    TransactionError,
+    TransactionRejected,
+    WireError,
+)
 from devnet.l1 import l1_address
 from devnet.log import get_logger
 from devnet.state_transition import TransitionConfig
@@ -480,15 +485,9 @@ class Relay:
         if layer > self.block_cursor + 1:
             return False
         try:
-            block = decode_block(event["block"])
-            cert = decode_certificate(event["certificate"])
-        except DevnetError as exc:
-            self.log.warning("undecodable block event", layer=layer, error=str(exc))
-            return False
-        if block.layer != layer or not verify_certificate(
-            cert, self.validators, layer=layer, value=(block.id,)
-        ):
-            self.log.warning("block with an invalid certificate refused", layer=layer)
+            block, _ = certified_block(layer, event["block"], event["certificate"], self.validators)
+        except CertificateError as exc:
+            self.log.warning("block refused", layer=layer, error=str(exc))
             return False
         resolved = False
         for bundle in block.bundles:  # sorted by id, as the block rule reads them

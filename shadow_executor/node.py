@@ -16,10 +16,10 @@ import plyvel
 import trio
 
 from athena_vm.in_memory_host import Account
-from devnet.block import Block, decode_block
-from devnet.certificate import decode_certificate, verify_certificate
+from devnet.block import Block
+from devnet.certified_block import certified_block
 from devnet.config import DevnetConfig
-from devnet.errors import DevnetError, WireError
+from devnet.errors import CertificateError, DevnetError, WireError
 from devnet.execution.layer import ExecutorStore, LayerRecord, apply_layer
 from devnet.execution.state import ACCOUNT_PREFIX, encode_account, open_state
 from devnet.l1 import Claim
@@ -124,12 +124,9 @@ class Shadow:
         if layer != expected:
             return layer < expected
         try:
-            block = decode_block(event["block"])
-            cert = decode_certificate(event["certificate"])
-        except DevnetError:
-            return False
-        if not verify_certificate(cert, self.validators, layer=layer, value=(block.id,)):
-            self.log.warning("block with an invalid certificate refused", layer=layer)
+            block, _ = certified_block(layer, event["block"], event["certificate"], self.validators)
+        except CertificateError as exc:
+            self.log.warning("block refused", layer=layer, error=str(exc))
             return False
         apply_layer(self.store, self.host, block, self.config)
         self._speed.append((time.monotonic(), layer))

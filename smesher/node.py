@@ -13,9 +13,10 @@ from typing import Any
 import trio
 
 from devnet.block import Block, decode_block
-from devnet.certificate import Certificate, decode_certificate, verify_certificate
+from devnet.certificate import Certificate
+from devnet.certified_block import certified_block
 from devnet.config import DevnetConfig
-from devnet.errors import DevnetError, WireError
+from devnet.errors import CertificateError, DevnetError, WireError
 from devnet.log import get_logger
 from devnet.wire import RpcClient, RpcServer
 from devnet.wire.subscription import EventSink
@@ -301,15 +302,12 @@ class Smesher:
             return
 
     def _adopt(self, layer: int, raw: bytes, raw_cert: bytes) -> bool:
+        if layer != self.chain.next_layer:
+            return False
         try:
-            block = decode_block(raw)
-            cert = decode_certificate(raw_cert)
-        except DevnetError:
-            return False
-        if block.layer != layer or layer != self.chain.next_layer:
-            return False
-        if not verify_certificate(cert, self.chain.validators, layer=layer, value=(block.id,)):
-            self.log.warning("peer sent a block with an invalid certificate", layer=layer)
+            block, cert = certified_block(layer, raw, raw_cert, self.chain.validators)
+        except CertificateError as exc:
+            self.log.warning("peer sent a block we refuse", layer=layer, error=str(exc))
             return False
         self.log.info("synced layer", layer=layer)
         self._commit(block, cert)

@@ -1,0 +1,26 @@
+"""A certified block as the L1 serves it: decoded and checked in one place.
+
+Every follower of the L1 (the executor, shadow executors, the relay, a syncing smesher)
+receives `{layer, block, certificate}` and must refuse anything whose certificate is not
+a quorum of the validators on exactly that block of exactly that layer.
+"""
+
+from devnet.block import Block, decode_block
+from devnet.certificate import Certificate, ValidatorSet, decode_certificate, verify_certificate
+from devnet.errors import CertificateError, DevnetError
+
+
+def certified_block(
+    layer: int, raw_block: bytes, raw_certificate: bytes, validators: list[bytes] | ValidatorSet
+) -> tuple[Block, Certificate]:
+    """The block and certificate of `layer`, or CertificateError saying what is wrong."""
+    try:
+        block = decode_block(raw_block)
+        cert = decode_certificate(raw_certificate)
+    except DevnetError as exc:
+        raise CertificateError(f"undecodable certified block of layer {layer}: {exc}") from None
+    if block.layer != layer:
+        raise CertificateError(f"block of layer {block.layer} served as layer {layer}")
+    if not verify_certificate(cert, validators, layer=layer, value=(block.id,)):
+        raise CertificateError(f"the certificate of layer {layer} does not certify its block")
+    return block, cert
