@@ -20,7 +20,14 @@ from typing import Any
 import trio
 
 from devnet.address import encode_address
-from devnet.config import DevnetConfig, load_config
+from devnet.config import (
+    DevnetConfig,
+    ExecutorConfig,
+    RelayConfig,
+    ShadowConfig,
+    SmesherConfig,
+    load_config,
+)
 from devnet.errors import DevnetError, WireError
 from devnet.l1 import l1_address
 from devnet.wire import RpcClient
@@ -73,71 +80,27 @@ class Node:
 
 
 def plan(config: DevnetConfig, config_path: Path) -> list[Node]:
+    """Every node of the network, in start order (stopped in reverse)."""
     logs = config.network.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    nodes = []
-    for smesher in config.smeshers:
-        command = [
-            sys.executable,
-            "-m",
-            "smesher",
-            "--config",
-            str(config_path),
-            "--node",
-            smesher.name,
-        ]
-        nodes.append(
-            Node(
-                smesher.name,
-                "smesher",
-                smesher.host,
-                smesher.port,
-                command,
-                logs / f"{smesher.name}.log",
-            )
-        )
-    ex = config.executor
-    nodes.append(
+    daemons: list[tuple[str, str, SmesherConfig | ExecutorConfig | RelayConfig | ShadowConfig]]
+    daemons = [("smesher", "smesher", s) for s in config.smeshers]
+    daemons += [
+        ("executor", "executor", config.executor),
+        ("relay", "relay", config.relay),
+        ("shadow_executor", "shadow", config.shadow),
+    ]
+    return [
         Node(
-            ex.name,
-            "executor",
-            ex.host,
-            ex.port,
-            [sys.executable, "-m", "executor", "--config", str(config_path), "--node", ex.name],
-            logs / f"{ex.name}.log",
+            node.name,
+            role,
+            node.host,
+            node.port,
+            [sys.executable, "-m", module, "--config", str(config_path), "--node", node.name],
+            logs / f"{node.name}.log",
         )
-    )
-    relay = config.relay
-    nodes.append(
-        Node(
-            relay.name,
-            "relay",
-            relay.host,
-            relay.port,
-            [sys.executable, "-m", "relay", "--config", str(config_path), "--node", relay.name],
-            logs / f"{relay.name}.log",
-        )
-    )
-    sh = config.shadow
-    nodes.append(
-        Node(
-            sh.name,
-            "shadow",
-            sh.host,
-            sh.port,
-            [
-                sys.executable,
-                "-m",
-                "shadow_executor",
-                "--config",
-                str(config_path),
-                "--node",
-                sh.name,
-            ],
-            logs / f"{sh.name}.log",
-        )
-    )
-    return nodes
+        for module, role, node in daemons
+    ]
 
 
 def athena_accounts(config: DevnetConfig) -> list[dict[str, Any]]:

@@ -8,15 +8,15 @@ restarts from the last applied layer and recomputes exactly the same roots.
 from typing import Any
 
 import blake3
-import plyvel
 import trio
 
 from devnet.certified_block import certified_block
 from devnet.config import DevnetConfig
-from devnet.errors import CertificateError, DevnetError, RpcError, WireError
+from devnet.errors import CertificateError, RpcError, WireError
 from devnet.execution.layer import ExecutorStore, LayerRecord, apply_layer
 from devnet.execution.state import open_state
 from devnet.l1 import Claim, L1Tx, l1_address
+from devnet.leveldb import open_db
 from devnet.log import get_logger
 from devnet.wire import RpcClient, RpcServer
 from devnet.wire.subscription import EventSink, Topic
@@ -30,13 +30,7 @@ class Executor:
         self.name = name or config.executor.name
         self.log = get_logger(self.name)
         path = config.network.data_dir / self.name / "state"
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = plyvel.DB(str(path), create_if_missing=True)
-        except plyvel.Error as exc:
-            raise DevnetError(
-                f"cannot open {path}: {exc} (is another executor using it?)"
-            ) from None
+        self.db = open_db(path)
         self.store = ExecutorStore(self.db)
         self.host = open_state(self.db)
         self.validators = config.validators()

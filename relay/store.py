@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-import plyvel
 
-from devnet.errors import DevnetError
+from devnet.leveldb import open_db
 
 POOL = b"P"
 STATUS = b"S"
@@ -132,11 +131,7 @@ class Stats:
 
 class RelayStore:
     def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = plyvel.DB(str(path), create_if_missing=True)
-        except plyvel.Error as exc:
-            raise DevnetError(f"cannot open {path}: {exc} (is another relay using it?)") from None
+        self.db = open_db(path)
 
     def close(self) -> None:
         self.db.close()

@@ -12,7 +12,6 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
-import plyvel
 import trio
 
 from athena_vm.in_memory_host import Account
@@ -23,6 +22,7 @@ from devnet.errors import CertificateError, DevnetError, WireError
 from devnet.execution.layer import ExecutorStore, LayerRecord, apply_layer
 from devnet.execution.state import ACCOUNT_PREFIX, encode_account, open_state
 from devnet.l1 import Claim
+from devnet.leveldb import open_db
 from devnet.log import get_logger
 from devnet.wire import RpcClient, RpcServer
 from devnet.wire.subscription import EventSink, Topic
@@ -60,11 +60,7 @@ class Shadow:
         self.strict = strict
         self.log = get_logger(self.name)
         path = config.network.data_dir / self.name / "state"
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = plyvel.DB(str(path), create_if_missing=True)
-        except plyvel.Error as exc:
-            raise DevnetError(f"cannot open {path}: {exc} (is another process using it?)") from None
+        self.db = open_db(path)
         self.store = ExecutorStore(self.db)
         self.host = open_state(self.db)
         self.validators = config.validators()

@@ -8,9 +8,8 @@ from the last committed layer with consistent state.
 from collections.abc import Iterator
 from pathlib import Path
 
-import plyvel
-
 from devnet.errors import DevnetError
+from devnet.leveldb import open_db
 from smesher.l1_state import Account
 
 _BLOCK = b"b"
@@ -37,11 +36,7 @@ def _account_bytes(acct: Account) -> bytes:
 
 class ChainStore:
     def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = plyvel.DB(str(path), create_if_missing=True)
-        except plyvel.Error as exc:
-            raise StoreError(f"cannot open {path}: {exc} (is another process using it?)") from None
+        self.db = open_db(path, StoreError)
         self.accounts: dict[bytes, Account] = {
             key[1:]: Account(int.from_bytes(v[:8], "big"), int.from_bytes(v[8:], "big"))
             for key, v in self.db.iterator(prefix=_ACCOUNT)
