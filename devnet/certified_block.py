@@ -5,9 +5,15 @@ receives `{layer, block, certificate}` and must refuse anything whose certificat
 a quorum of the validators on exactly that block of exactly that layer.
 """
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
 from devnet.block import Block, decode_block
 from devnet.certificate import Certificate, ValidatorSet, decode_certificate, verify_certificate
-from devnet.errors import CertificateError, DevnetError
+from devnet.errors import CertificateError, DevnetError, WireError
+from devnet.wire import RpcClient
 
 
 def certified_block(
@@ -24,3 +30,28 @@ def certified_block(
     if not verify_certificate(cert, validators, layer=layer, value=(block.id,)):
         raise CertificateError(f"the certificate of layer {layer} does not certify its block")
     return block, cert
+
+
+FOLLOW_RETRY = 0.5
+
+
+async def follow_certified_blocks(
+    client: RpcClient,
+    next_layer: Callable[[], int],
+    handle: Callable[[dict[str, Any]], Awaitable[bool]],
+    log: Any,
+) -> None:
+    """Stream `subscribe_blocks` from `next_layer()` into `handle`, forever.
+
+    `handle` returns False to re-subscribe from `next_layer()` again (a gap, a bad block);
+    a dropped connection re-subscribes too, after a short pause.
+    """
+    while True:
+        try:
+            async with client.subscribe("subscribe_blocks", from_layer=next_layer()) as events:
+                async for event in events:
+                    if not await handle(event):
+                        break
+        except WireError as exc:
+            log.debug("block stream interrupted", error=str(exc))
+        await trio.sleep(FOLLOW_RETRY)

@@ -10,7 +10,7 @@ from typing import Any
 import blake3
 import trio
 
-from devnet.certified_block import certified_block
+from devnet.certified_block import FOLLOW_RETRY, certified_block, follow_certified_blocks
 from devnet.config import DevnetConfig
 from devnet.errors import CertificateError, RpcError, WireError
 from devnet.execution.layer import ExecutorStore, LayerRecord, apply_layer
@@ -20,8 +20,6 @@ from devnet.leveldb import open_db
 from devnet.log import get_logger
 from devnet.wire import RpcClient, RpcServer
 from devnet.wire.subscription import EventSink, Topic
-
-FOLLOW_RETRY = 0.5
 
 
 class Executor:
@@ -67,23 +65,15 @@ class Executor:
                 self.log.info("executor stopped")
 
     async def _follow(self, client: RpcClient) -> None:
-        while True:
-            applied = self.store.applied()
-            start = 0 if applied is None else applied + 1
-            try:
-                async with client.subscribe("subscribe_blocks", from_layer=start) as events:
-                    async for event in events:
-                        self.l1_layer = max(self.l1_layer or 0, int(event["layer"]))
-                        if not self._on_block(event):
-                            break
-            except WireError as exc:
-                self.log.debug("block stream interrupted", error=str(exc))
-            await trio.sleep(FOLLOW_RETRY)
+        async def handle(event: dict[str, Any]) -> bool:
+            self.l1_layer = max(self.l1_layer or 0, int(event["layer"]))
+            return self._on_block(event)
+
+        await follow_certified_blocks(client, lambda: self.store.next_layer, handle, self.log)
 
     def _on_block(self, event: dict[str, Any]) -> bool:
         """Apply one certified block; False to re-subscribe (a gap or a bad block)."""
-        applied = self.store.applied()
-        expected = 0 if applied is None else applied + 1
+        expected = self.store.next_layer
         layer = int(event["layer"])
         if layer < expected:
             return True

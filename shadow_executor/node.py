@@ -16,7 +16,7 @@ import trio
 
 from athena_vm.in_memory_host import Account
 from devnet.block import Block
-from devnet.certified_block import certified_block
+from devnet.certified_block import certified_block, follow_certified_blocks
 from devnet.config import DevnetConfig
 from devnet.errors import CertificateError, DevnetError, WireError
 from devnet.execution.layer import ExecutorStore, LayerRecord, apply_layer
@@ -37,7 +37,6 @@ from shadow_executor.verdict import (
     first_receipt_difference,
 )
 
-RETRY = 0.5
 MAX_DIVERGENCES_KEPT = 1000
 
 
@@ -100,21 +99,13 @@ class Shadow:
                 self.log.info("shadow stopped")
 
     async def _follow(self, l1: RpcClient, executor: RpcClient) -> None:
-        while True:
-            applied = self.store.applied()
-            start = 0 if applied is None else applied + 1
-            try:
-                async with l1.subscribe("subscribe_blocks", from_layer=start) as events:
-                    async for event in events:
-                        if not await self._on_block(event, executor):
-                            break
-            except WireError as exc:
-                self.log.debug("block stream interrupted", error=str(exc))
-            await trio.sleep(RETRY)
+        async def handle(event: dict[str, Any]) -> bool:
+            return await self._on_block(event, executor)
+
+        await follow_certified_blocks(l1, lambda: self.store.next_layer, handle, self.log)
 
     async def _on_block(self, event: dict[str, Any], executor: RpcClient) -> bool:
-        applied = self.store.applied()
-        expected = 0 if applied is None else applied + 1
+        expected = self.store.next_layer
         layer = int(event["layer"])
         self.l1_layer = max(self.l1_layer or 0, layer)
         if layer != expected:

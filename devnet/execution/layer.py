@@ -64,6 +64,12 @@ class ExecutorStore:
         self.db = db
         self.tree = StateTree(LevelDBNodeStore(db, prefix=NODE_PREFIX))
 
+    @property
+    def next_layer(self) -> int:
+        """The layer to apply next: 0 on a fresh database."""
+        applied = self.applied()
+        return 0 if applied is None else applied + 1
+
     def applied(self) -> int | None:
         raw = self.db.get(APPLIED)
         return None if raw is None else int.from_bytes(raw, "big")
