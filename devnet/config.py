@@ -139,6 +139,18 @@ class AthenaGenesis:
 
 
 @dataclass(frozen=True)
+class SupervisorConfig:
+    """`devnet up`'s own settings: its control endpoint and what it does when a node dies."""
+
+    host: str = "127.0.0.1"
+    port: int = 7000
+    #: Start a node again when it exits on its own (a node stopped by `devnet kill` stays down).
+    restart_crashed: bool = True
+    #: Seconds to wait before restarting a crashed node.
+    restart_delay_ms: int = 1000
+
+
+@dataclass(frozen=True)
 class DevnetConfig:
     network: NetworkConfig
     l1: L1Config
@@ -147,6 +159,7 @@ class DevnetConfig:
     athena: AthenaGenesis = AthenaGenesis()
     shadow: ShadowConfig = ShadowConfig()
     relay: RelayConfig = RelayConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
 
     def smesher(self, name: str) -> SmesherConfig:
         for node in self.smeshers:
@@ -196,6 +209,10 @@ class _Fields:
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise ConfigError(f"{self._field(key)}: expected an array of tables")
         return [_Fields(v, f"{self._field(key)}[{i}]") for i, v in enumerate(value)]
+
+    def flag(self, key: str, default: bool) -> bool:
+        value: bool = self._get(key, bool, default)
+        return value
 
     def table_of(self, key: str) -> "_Fields":
         value = self.table.get(key, {})
@@ -269,15 +286,12 @@ def _executor(f: _Fields) -> ExecutorConfig:
         raise ConfigError(f"{faults._field('skip_tx')}: not a hex transaction id") from None
     if skip_id is not None and len(skip_id) != 32:
         raise ConfigError(f"{faults._field('skip_tx')}: a transaction id is 32 bytes")
-    claims = f.table.get("claims", True)
-    if not isinstance(claims, bool):
-        raise ConfigError(f"{f._field('claims')}: expected bool, got {claims!r}")
     return ExecutorConfig(
         name=f.text("name", "executor"),
         host=f.text("host", "127.0.0.1"),
         port=f.integer("port", 7200, low=1, high=65535),
         fee_share_bps=f.integer("fee_share_bps", 2000, high=10_000),
-        claims=claims,
+        claims=f.flag("claims", True),
         faults=ExecutorFaults(None if wrong < 0 else wrong, skip_id),
     )
 
@@ -324,11 +338,36 @@ def _athena(f: _Fields) -> AthenaGenesis:
     )
 
 
+def _supervisor(f: _Fields) -> SupervisorConfig:
+    return SupervisorConfig(
+        host=f.text("host", "127.0.0.1"),
+        port=f.integer("port", 7000, low=1, high=65535),
+        restart_crashed=f.flag("restart_crashed", True),
+        restart_delay_ms=f.integer("restart_delay_ms", 1000, high=600_000),
+    )
+
+
+def _check_endpoints(config: DevnetConfig) -> None:
+    """Two nodes on one host:port would fail only when the second starts; say it now."""
+    nodes = [(f"smesher[{i}]", n.host, n.port) for i, n in enumerate(config.smeshers)]
+    nodes += [
+        ("executor", config.executor.host, config.executor.port),
+        ("relay", config.relay.host, config.relay.port),
+        ("shadow", config.shadow.host, config.shadow.port),
+        ("supervisor", config.supervisor.host, config.supervisor.port),
+    ]
+    seen: dict[tuple[str, int], str] = {}
+    for path, host, port in nodes:
+        other = seen.setdefault((host, port), path)
+        if other != path:
+            raise ConfigError(f"{path}.port: {host}:{port} is already used by {other}")
+
+
 def parse_config(doc: dict[str, Any]) -> DevnetConfig:
     root = _Fields(doc, "")
     network = _network(root.table_of("network"))
     l1 = _l1(root.table_of("l1"), network)
-    return DevnetConfig(
+    config = DevnetConfig(
         network,
         l1,
         _smeshers(root),
@@ -336,10 +375,34 @@ def parse_config(doc: dict[str, Any]) -> DevnetConfig:
         _athena(root.table_of("athena")),
         _shadow(root.table_of("shadow")),
         relay=_relay(root.table_of("relay"), l1),
+        supervisor=_supervisor(root.table_of("supervisor")),
     )
+    _check_endpoints(config)
+    return config
 
 
-def load_config(path: Path) -> DevnetConfig:
+def apply_override(doc: dict[str, Any], override: str) -> None:
+    """Set one `dotted.path=value` in a parsed TOML document (value in TOML syntax, or a
+    bare string), so a node can be restarted with one field changed (`--set`)."""
+    path, sep, text = override.partition("=")
+    keys = path.strip().split(".")
+    if not sep or not all(keys):
+        raise ConfigError(f"override {override!r}: expected dotted.path=value")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    table = doc
+    for depth, key in enumerate(keys[:-1]):
+        child = table.setdefault(key, {})
+        if not isinstance(child, dict):
+            where = ".".join(keys[: depth + 1])
+            raise ConfigError(f"override {override!r}: {where} is not a table")
+        table = child
+    table[keys[-1]] = value
+
+
+def load_config(path: Path, overrides: tuple[str, ...] = ()) -> DevnetConfig:
     """Read and check a devnet TOML file; a relative data_dir is relative to the cwd."""
     try:
         doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -347,4 +410,6 @@ def load_config(path: Path) -> DevnetConfig:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    for override in overrides:
+        apply_override(doc, override)
     return parse_config(doc)

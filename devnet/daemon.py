@@ -37,6 +37,14 @@ def main(
     parser.add_argument("--config", type=Path, required=True, help="devnet TOML file")
     parser.add_argument("--node", default=None, help="this node's name in the config")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override one config field, e.g. executor.fault.wrong_root_at_layer=12",
+    )
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args()
@@ -44,7 +52,7 @@ def main(
     name = args.node or role
     failed = False
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, tuple(args.overrides))
         run = build(config, args.node, args)
         trio.run(partial(_until_signalled, run, name))
     except* DevnetError as group:

@@ -63,8 +63,14 @@ def prepare(config_path: Path) -> Path:
     return effective
 
 
+#: A node's states as the supervisor reports them.
+RUNNING, PAUSED, STOPPED, CRASHED, STARTING = "running", "paused", "stopped", "crashed", "starting"
+
+
 @dataclass
 class Node:
+    """One process of the devnet and what the supervisor wants of it."""
+
     name: str
     role: str
     host: str
@@ -73,10 +79,53 @@ class Node:
     log: Path
     process: trio.Process | None = None
     restarts: int = 0
+    crashes: int = 0
+    exit_code: int | None = None
+    #: `--set` overrides the node runs with (from `devnet restart NODE --set …`).
+    overrides: tuple[str, ...] = ()
+    #: False after `devnet kill`: the node stays down until started again.
+    wanted: bool = True
+    paused: bool = False
+    #: Set while the current process is being stopped to be started again.
+    restarting: bool = False
+    #: Exited on its own and was not restarted (`restart_crashed = false`).
+    crashed: bool = False
+    changed: trio.Event = field(default_factory=trio.Event)
 
     @property
     def endpoint(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    @property
+    def state(self) -> str:
+        if self.alive:
+            return PAUSED if self.paused else RUNNING
+        if self.crashed:
+            return CRASHED
+        return STARTING if self.wanted else STOPPED
+
+    def notify(self) -> None:
+        """Wake the task keeping this node running (its wishes changed)."""
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "endpoint": self.endpoint,
+            "log": str(self.log),
+            "pid": self.process.pid if self.alive and self.process else None,
+            "state": self.state,
+            "restarts": self.restarts,
+            "crashes": self.crashes,
+            "exit_code": self.exit_code,
+            "overrides": list(self.overrides),
+        }
 
 
 def plan(config: DevnetConfig, config_path: Path) -> list[Node]:
@@ -151,18 +200,23 @@ class Supervisor:
     announce: Callable[[str], None] = print
     nodes: list[Node] = field(default_factory=list)
     stopping: bool = False
+    ready: bool = False
 
     def __post_init__(self) -> None:
         self.config = load_config(self.config_path)
         self.nodes = plan(self.config, self.config_path)
         self.state_path = self.config.network.data_dir / STATE_FILE
+        self.logs = self.config.network.data_dir / "logs"
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                await nursery.start(self._serve_control)
                 for node in self.nodes:
                     await nursery.start(self._keep_running, node)
                 await self._wait_ready()
+                self.ready = True
                 self._write_state()
                 self.announce(self.banner())
                 task_status.started()
@@ -172,27 +226,168 @@ class Supervisor:
                 await self._stop_all()
                 self.state_path.unlink(missing_ok=True)
 
+    async def _serve_control(
+        self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        from devnet.control import control_server
+
+        sc = self.config.supervisor
+        try:
+            await control_server(self).serve(sc.host, sc.port, task_status=task_status)
+        except OSError as exc:
+            raise OrchestratorError(
+                f"cannot listen on {sc.host}:{sc.port} for the supervisor: {exc.strerror}; "
+                "is another devnet running? (set [supervisor] port)"
+            ) from None
+
     async def _keep_running(
         self, node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        started = False
+        """Run the node's process while it is wanted; restart it when it crashes (if the
+        config says so) and when asked to."""
+        task_status.started()
         while True:
-            with open(node.log, "ab") as log:
-                node.process = await trio.lowlevel.open_process(
-                    node.command,
-                    stdout=log,
-                    stderr=log,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
-            if not started:
-                started = True
-                task_status.started()
+            while not node.wanted:
+                await node.changed.wait()
+            await self._spawn(node)
+            assert node.process is not None
             code = await node.process.wait()
+            node.exit_code, node.paused = code, False
             if self.stopping:
                 return
+            if not self.ready:
+                raise OrchestratorError(
+                    f"{node.name} exited with status {code} while starting: "
+                    f"{last_error(node.log)} (log: {node.log})"
+                )
+            self._write_state()
+            if not node.wanted or node.restarting:
+                node.restarting = False
+                continue
+            node.crashes += 1
+            if not self.config.supervisor.restart_crashed:
+                node.wanted, node.crashed = False, True
+                self.announce(f"! {node.name} exited with status {code} (log: {node.log})")
+                continue
             self.announce(f"! {node.name} exited with status {code}; restarting (log: {node.log})")
             node.restarts += 1
-            await trio.sleep(1.0)
+            await trio.sleep(self.config.supervisor.restart_delay_ms / 1000)
+
+    async def _spawn(self, node: Node) -> None:
+        command = list(node.command)
+        for override in node.overrides:
+            command += ["--set", override]
+        with open(node.log, "ab") as log:
+            node.process = await trio.lowlevel.open_process(
+                command,
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        node.crashed = False
+        node.notify()
+        if self.ready:
+            self._write_state()
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.nodes)
+        raise OrchestratorError(f"no node named {name!r} (nodes: {known})")
+
+    async def kill(self, name: str, graceful: bool = False) -> Node:
+        """Stop a node (SIGKILL, or SIGTERM when graceful) and keep it down."""
+        node = self.node(name)
+        node.wanted = False
+        await self._terminate(node, graceful)
+        node.notify()
+        return node
+
+    async def start(self, name: str, overrides: tuple[str, ...] | None = None) -> Node:
+        """Start a stopped (or crashed) node again."""
+        node = self.node(name)
+        if overrides is not None:
+            node.overrides = overrides
+        node.wanted, node.crashed = True, False
+        node.notify()
+        await self._until_alive(node)
+        return node
+
+    async def restart(
+        self, name: str, overrides: tuple[str, ...] | None = None, graceful: bool = True
+    ) -> Node:
+        """Stop the node and start it again, with new `--set` overrides if given."""
+        node = self.node(name)
+        if overrides is not None:
+            node.overrides = overrides
+        if node.alive:
+            node.restarting = True
+            await self._terminate(node, graceful)
+        node.wanted, node.crashed = True, False
+        node.restarts += 1
+        node.notify()
+        await self._until_alive(node)
+        return node
+
+    async def attach_shadow(self) -> Node:
+        """One more shadow executor, supervised like the others; it replays from genesis."""
+        names = {n.name for n in self.nodes}
+        index = 1
+        while f"shadow-{index}" in names:
+            index += 1
+        shadow = self.config.shadow
+        port = shadow.port + index
+        name = f"shadow-{index}"
+        command = [
+            sys.executable, "-m", "shadow_executor", "--config", str(self.config_path),
+            "--node", name, "--port", str(port),
+        ]  # fmt: skip
+        node = Node(name, "shadow", shadow.host, port, command, self.logs / f"{name}.log")
+        self.nodes.append(node)
+        self.nursery.start_soon(self._keep_running, node)
+        await self._until_alive(node)
+        return node
+
+    def pause(self, name: str) -> Node:
+        """Freeze a node's process (SIGSTOP): its sockets stay open but it answers nothing."""
+        node = self._running(name)
+        node.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        node.paused = True
+        return node
+
+    def resume(self, name: str) -> Node:
+        node = self._running(name)
+        node.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        node.paused = False
+        return node
+
+    def _running(self, name: str) -> Node:
+        node = self.node(name)
+        if not node.alive:
+            raise OrchestratorError(f"{name} is not running ({node.state})")
+        return node
+
+    async def _until_alive(self, node: Node) -> None:
+        with trio.move_on_after(10):
+            while not node.alive:
+                await node.changed.wait()
+        if not node.alive:
+            raise OrchestratorError(f"{node.name} did not start; see {node.log}")
+
+    async def _terminate(self, node: Node, graceful: bool) -> None:
+        process = node.process
+        if process is None or process.returncode is not None:
+            return
+        if node.paused:
+            process.send_signal(signal.SIGCONT)
+        process.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+        with trio.move_on_after(10):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        node.paused = False
 
     async def _wait_ready(self) -> None:
         """Until every smesher has certified a layer, the executor applied one, the relay
@@ -232,18 +427,12 @@ class Supervisor:
                 print(f"\r{line:<100}", end="", flush=True)
 
     def _alive(self) -> int:
-        return sum(1 for n in self.nodes if n.process and n.process.returncode is None)
+        return sum(1 for n in self.nodes if n.alive)
 
     async def _stop_all(self) -> None:
         self.stopping = True
         for node in reversed(self.nodes):
-            if node.process and node.process.returncode is None:
-                node.process.send_signal(signal.SIGTERM)
-                with trio.move_on_after(10):
-                    await node.process.wait()
-                if node.process.returncode is None:
-                    node.process.kill()
-                    await node.process.wait()
+            await self._terminate(node, graceful=True)
 
     def state(self) -> dict[str, Any]:
         net = self.config.network
@@ -255,16 +444,8 @@ class Supervisor:
             "genesis_id": net.genesis_id.hex(),
             "layer_duration_ms": net.layer_duration_ms,
             "hrp": net.hrp,
-            "nodes": [
-                {
-                    "name": n.name,
-                    "role": n.role,
-                    "endpoint": n.endpoint,
-                    "log": str(n.log),
-                    "pid": n.process.pid if n.process else None,
-                }
-                for n in self.nodes
-            ],
+            "supervisor": f"{self.config.supervisor.host}:{self.config.supervisor.port}",
+            "nodes": [n.view() for n in self.nodes],
             "accounts": athena_accounts(self.config) + test_accounts(self.config),
         }
 
@@ -277,6 +458,7 @@ class Supervisor:
         lines.append(f"  genesis id   {state['genesis_id']}")
         lines.append(f"  data dir     {state['data_dir']}")
         lines.append(f"  state file   {self.state_path}")
+        lines.append(f"  supervisor   {state['supervisor']}  (devnet kill|restart|pause|resume)")
         lines.append("")
         for node in state["nodes"]:
             lines.append(
@@ -292,6 +474,22 @@ class Supervisor:
                 lines.append(f"      private key {acct['private_key']}")
         lines += ["", "  Ctrl-C stops every node.", ""]
         return "\n".join(lines)
+
+
+def last_error(log: Path) -> str:
+    """The error a node logged last (its JSON `error` field), or its last log line."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("error"):
+            return str(entry["error"])
+    return lines[-1] if lines else "nothing logged"
 
 
 async def _status(node: Node) -> dict[str, Any]:

@@ -385,7 +385,9 @@ class Relay:
             layer = self.executor_layer
             view = await self._executor_call("get_account", address=tx.principal)
             principal = admission.Principal.from_view(view)
-            wanted = principal.template if principal.exists else tx.template
+            # A funded account that is not spawned yet exists without a template: its
+            # self-spawn names the template to verify with.
+            wanted = principal.template if principal.template is not None else tx.template
             templates: dict[bytes, bytes] = {}
             if wanted is not None:
                 code = await self._template(wanted)

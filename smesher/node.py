@@ -82,6 +82,8 @@ class Smesher:
         self.layer_done = trio.Event()
         self.future: dict[int, list[tuple[Message, bytes | None]]] = defaultdict(list)
         self.nursery: trio.Nursery | None = None
+        #: Cut off from its peers by `set_isolated` (a test partition).
+        self.isolated = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -132,6 +134,8 @@ class Smesher:
 
     def to_peers(self, method: str, params: dict[str, Any]) -> None:
         """Queue a call to every peer without waiting; a full outbox drops its oldest."""
+        if self.isolated:
+            return
         for peer in self.peers:
             peer.outbox.append((method, params))
             peer.wake.set()
@@ -263,7 +267,17 @@ class Smesher:
         if block.layer >= self.chain.next_layer and len(self.candidates) < MAX_CANDIDATES:
             self.candidates.setdefault(block.id, block)
 
+    def isolate(self, isolated: bool) -> None:
+        if isolated != self.isolated:
+            self.log.warning("partitioned from peers" if isolated else "partition healed")
+        self.isolated = isolated
+        if isolated:
+            for peer in self.peers:
+                peer.outbox.clear()
+
     def on_peer_message(self, message: bytes, block: bytes | None) -> None:
+        if self.isolated:
+            return
         try:
             msg = decode_message(message)
         except DevnetError:
@@ -286,7 +300,8 @@ class Smesher:
         while True:
             await trio.sleep(interval)
             for peer in self.peers:
-                await self._sync_from(peer)
+                if not self.isolated:
+                    await self._sync_from(peer)
 
     async def _sync_from(self, peer: Peer) -> None:
         try:
@@ -333,6 +348,7 @@ class Smesher:
             "mempool": len(self.chain.bundles),
             "l1_pool": len(self.chain.l1_txs),
             "genesis_id": self.chain.genesis_id,
+            "isolated": self.isolated,
         }
 
     async def follow_blocks(self, sink: EventSink, from_layer: int) -> None:

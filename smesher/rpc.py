@@ -34,6 +34,8 @@ def register(server: RpcServer, node: "Smesher") -> None:
         return {"id": decoded.id, "known": not fresh}
 
     async def gossip_bundle(bundle: bytes) -> bool:
+        if node.isolated:
+            return False
         try:
             return chain.admit_bundle(decode_bundle(bundle, node.config.l1.max_bundle_bytes))
         except ChainError as exc:
@@ -50,6 +52,8 @@ def register(server: RpcServer, node: "Smesher") -> None:
         return {"id": decoded.id, "known": not fresh}
 
     async def gossip_l1_tx(tx: bytes) -> bool:
+        if node.isolated:
+            return False
         try:
             return chain.admit_l1_tx(decode_l1_tx(tx))
         except ChainError as exc:
@@ -70,6 +74,12 @@ def register(server: RpcServer, node: "Smesher") -> None:
     async def peer_message(message: bytes, block: bytes | None) -> None:
         node.on_peer_message(message, block)
 
+    async def set_isolated(isolated: bool) -> dict[str, Any]:
+        """Test fault: cut this smesher off from its peers (no agreement messages, gossip or
+        sync either way) or heal it. Its public RPC keeps answering."""
+        node.isolate(isolated)
+        return node.status()
+
     async def subscribe_blocks(sink: EventSink, from_layer: int = 0) -> None:
         await node.follow_blocks(sink, from_layer)
 
@@ -82,6 +92,7 @@ def register(server: RpcServer, node: "Smesher") -> None:
         ("get_block", get_block),
         ("get_l1_account", get_l1_account),
         ("peer_message", peer_message),
+        ("set_isolated", set_isolated),
     ):
         server.add_method(name, fn)
     server.add_subscription("subscribe_blocks", subscribe_blocks)

@@ -24,7 +24,7 @@ def doc() -> dict[str, Any]:
                 {"address": encode_address(ADDRESS, "atest"), "balance": 5},
             ],
         },
-        "smesher": [{"name": "a", "port": 7000}, {"name": "b", "port": 7001, "host": "::1"}],
+        "smesher": [{"name": "a", "port": 7010}, {"name": "b", "port": 7011, "host": "::1"}],
     }
 
 
@@ -126,6 +126,12 @@ BAD_FIELDS = [
         "l1.genesis[1].address",
     ),
     (_set(("network", "hrp"), "bc"), "network.hrp"),
+    # two nodes on one endpoint
+    (_set(("smesher", 1), {"name": "b", "port": 7010}), "smesher[1].port"),
+    (_set(("supervisor",), {"port": 7010}), "supervisor.port"),
+    (_set(("executor",), {"port": 7011, "host": "::1"}), "executor.port"),
+    (_set(("supervisor",), {"restart_crashed": "yes"}), "supervisor.restart_crashed"),
+    (_set(("executor",), {"claims": 1}), "executor.claims"),
 ]
 
 
@@ -170,3 +176,34 @@ def test_bad_files(tmp_path: Path) -> None:
     config = load_config(good)
     assert config.smeshers[0].name == "solo"
     assert config.l1.genesis == ()
+
+
+def test_supervisor_defaults() -> None:
+    config = parse_config(doc())
+    assert (config.supervisor.host, config.supervisor.port) == ("127.0.0.1", 7000)
+    assert config.supervisor.restart_crashed is True
+    assert load_config(DEFAULT_CONFIG).supervisor.port == 7000
+
+
+def test_overrides_set_one_field(tmp_path: Path) -> None:
+    path = tmp_path / "devnet.toml"
+    path.write_text(DEFAULT_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+    config = load_config(
+        path,
+        (
+            "executor.fault.wrong_root_at_layer=12",
+            "relay.min_gas_price = 3",
+            "network.genesis_extra=other",
+            "supervisor.restart_crashed=false",
+        ),
+    )
+    assert config.executor.faults.wrong_root_at_layer == 12
+    assert config.relay.min_gas_price == 3
+    assert config.network.genesis_extra == "other"
+    assert config.supervisor.restart_crashed is False
+    with pytest.raises(ConfigError, match="expected dotted.path=value"):
+        load_config(path, ("executor.port",))
+    with pytest.raises(ConfigError, match="network.hrp is not a table"):
+        load_config(path, ("network.hrp.x=1",))
+    with pytest.raises(ConfigError, match="executor.port"):
+        load_config(path, ("executor.port=-1",))
