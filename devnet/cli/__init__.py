@@ -2,7 +2,7 @@
 
 import typer
 
-from devnet.cli import bench, build, key, templates, tx, up, vm
+from devnet.cli import bench, build, key, scenario, templates, tx, up, vm
 from devnet.log import configure
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app.command("attach-shadow")(up.attach_shadow_command)
 app.command("build")(build.build_command)
 app.add_typer(vm.app, name="vm")
 app.add_typer(bench.app, name="bench")
+app.add_typer(scenario.app, name="scenario")
 app.add_typer(templates.app, name="templates")
 app.add_typer(tx.app, name="tx")
 app.add_typer(key.app, name="key")

@@ -122,6 +122,10 @@ class AsyncAccount:
         """Send `amount` coins to `to`; the receipt once executed."""
         return await self.send(methods.spend(self.net.address(to), amount), **options)
 
+    async def submit_spend(self, to: "AddressLike", amount: int, **options: Any) -> bytes:
+        """Send coins without waiting: the transaction id (see `AsyncDevnet.wait_receipt`)."""
+        return await self.submit(methods.spend(self.net.address(to), amount), **options)
+
     async def call(
         self,
         to: "AddressLike",

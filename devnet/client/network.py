@@ -331,17 +331,19 @@ class AsyncDevnet:
         self,
         template_ref: str | bytes,
         blob: bytes,
-        sign: Signer,
+        sign: Signer | KeyPair,
         *,
         funder: AsyncAccount | None = None,
         amount: int = 10**12,
         within_layers: int | None = None,
     ) -> AsyncAccount:
         """A new account of a template: `funder` (default: wallet 0) sends it `amount` to
-        pay for its transactions, then it spawns itself signed by `sign`."""
+        pay for its transactions, then it spawns itself signed by `sign` (a signing function,
+        or the one key its template's `verify` wants)."""
         tpl = self.template_address(template_ref)
         address = spawn_address(tpl, blob)
-        account = AsyncAccount(self, address, tpl, sign)
+        signer = _single(sign) if isinstance(sign, KeyPair) else sign
+        account = AsyncAccount(self, address, tpl, signer)
         if amount:
             await (funder or self.wallets[0]).spend(address, amount, within_layers=within_layers)
         await account.send(
@@ -364,7 +366,7 @@ class AsyncDevnet:
         return await self.spawn(
             "wallet",
             key.public_key,
-            _single(key),
+            key,
             funder=funder,
             amount=amount,
             within_layers=within_layers,

@@ -151,6 +151,9 @@ class Wallet:
     def spend(self, to: "AddressLike | Wallet", amount: int, **options: Any) -> Receipt:
         return self._loop.run(self.account.spend, _unwrap(to), amount, **options)
 
+    def submit_spend(self, to: "AddressLike | Wallet", amount: int, **options: Any) -> bytes:
+        return self._loop.run(self.account.submit_spend, _unwrap(to), amount, **options)
+
     def call(
         self,
         to: "AddressLike | Wallet",
@@ -275,7 +278,8 @@ class Devnet:
         return Wallet(self._loop, self.net.account_of(_unwrap(address), template, sign))
 
     def spawn(
-        self, template: str | bytes, blob: bytes, sign: Signer, *, funder: Wallet | None = None,
+        self, template: str | bytes, blob: bytes, sign: Signer | KeyPair, *,
+        funder: Wallet | None = None,
         amount: int = 10**12,
     ) -> Wallet:  # fmt: skip
         account = self._loop.run(
