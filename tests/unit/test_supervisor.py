@@ -69,7 +69,7 @@ async def test_kill_start_restart_pause(tmp_path: Path) -> None:
 
         second = node.process.pid  # type: ignore[union-attr]
         await sup.restart("a", ("executor.port=1",))
-        assert node.alive and node.process.pid != second  # type: ignore[union-attr]
+        assert node.alive and node.process.pid != second
         assert node.overrides == ("executor.port=1",) and node.crashes == 0
 
         sup.pause("a")
