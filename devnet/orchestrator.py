@@ -413,18 +413,27 @@ class Supervisor:
         by_role = {n.role: n for n in reversed(self.nodes)}
         while True:
             await trio.sleep(interval)
-            l1 = await _status(by_role["smesher"])
-            executor = await _status(by_role["executor"]) if "executor" in by_role else {}
-            shadow = await _status(by_role["shadow"]) if "shadow" in by_role else {}
-            line = (
-                f"layer {l1.get('layer', '-')}  certified {l1.get('last_certified', '-')}"
-                f"  applied {executor.get('applied_layer', '-')}"
-                f"  verified {shadow.get('verified_up_to', '-')}"
-                f"  divergences {shadow.get('divergences', '-')}"
-                f"  mempool {l1.get('mempool', '-')}  nodes {self._alive()}/{len(self.nodes)}"
-            )
+            line = await self._status_line(by_role)
             if sys.stdout.isatty():
-                print(f"\r{line:<100}", end="", flush=True)
+                print(f"\r{line:<110}", end="", flush=True)
+
+    async def _status_line(self, by_role: dict[str, Node]) -> str:
+        l1 = await _status(by_role["smesher"])
+        executor = await _status(by_role["executor"]) if "executor" in by_role else {}
+        shadow = await _status(by_role["shadow"]) if "shadow" in by_role else {}
+        pool = await _call(by_role["relay"], "mempool") if "relay" in by_role else {}
+        applied = executor.get("applied_layer")
+        txs = "-"
+        if applied is not None:
+            record = await _call(by_role["executor"], "get_layer", layer=applied)
+            txs = str(len(record.get("tx_ids", []))) if record else "-"
+        return (
+            f"layer {l1.get('layer', '-')}  txs {txs}"
+            f"  applied {_dash(applied)}  verified {_dash(shadow.get('verified_up_to'))}"
+            f"  divergences {_dash(shadow.get('divergences'))}"
+            f"  mempool {_dash(pool.get('count'))}  bundles {_dash(l1.get('mempool'))}"
+            f"  nodes {self._alive()}/{len(self.nodes)}"
+        )
 
     def _alive(self) -> int:
         return sum(1 for n in self.nodes if n.alive)
@@ -472,7 +481,15 @@ class Supervisor:
             )
             if acct["private_key"]:
                 lines.append(f"      private key {acct['private_key']}")
-        lines += ["", "  Ctrl-C stops every node.", ""]
+        lines += [
+            "",
+            "  Try:  devnet wallet list · devnet status · devnet logs executor -f",
+            "        devnet scenario run examples/scenarios/*.py --attach",
+            "        scripting (client library, scenarios, pytest fixture): docs/scripting.md",
+            "",
+            "  Ctrl-C stops every node.",
+            "",
+        ]
         return "\n".join(lines)
 
 
@@ -493,12 +510,21 @@ def last_error(log: Path) -> str:
 
 
 async def _status(node: Node) -> dict[str, Any]:
+    return await _call(node, "status")
+
+
+async def _call(node: Node, method: str, **params: Any) -> dict[str, Any]:
+    """A node's answer, or {} when it cannot give one (down, starting, refusing)."""
     try:
         async with RpcClient(node.endpoint, reconnect=False, timeout=2, connect_timeout=1) as c:
-            result: dict[str, Any] = await c.call("status")
+            result: dict[str, Any] = await c.call(method, **params)
             return result
     except WireError:
         return {}
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 def read_state(data_dir: Path) -> dict[str, Any]:
