@@ -2,7 +2,21 @@
 
 import typer
 
-from devnet.cli import bench, build, key, scenario, templates, tx, up, vm
+from devnet.cli import (
+    account,
+    bench,
+    build,
+    key,
+    logs,
+    nodes,
+    scenario,
+    status,
+    templates,
+    tx,
+    up,
+    vm,
+    wallet,
+)
 from devnet.log import configure
 
 app = typer.Typer(
@@ -13,8 +27,24 @@ app = typer.Typer(
 )
 app.command("up")(up.up_command)
 app.command("down")(up.down_command)
-app.command("status")(up.status_command)
-app.command("attach-shadow")(up.attach_shadow_command)
+app.command("reset")(up.reset_command)
+app.command("status")(status.status_command)
+app.command("logs")(logs.logs_command)
+# node control, through the supervisor of `devnet up`
+app.command("kill")(nodes.kill_command)
+app.command("start")(nodes.start_command)
+app.command("restart")(nodes.restart_command)
+app.command("pause")(nodes.pause_command)
+app.command("resume")(nodes.resume_command)
+app.command("partition")(nodes.partition_command)
+app.command("heal")(nodes.heal_command)
+app.command("attach-shadow")(nodes.attach_shadow_command)
+# users' commands against the running devnet
+app.add_typer(wallet.app, name="wallet")
+app.command("deploy")(account.deploy_command)
+app.command("call")(account.call_command)
+app.command("account")(account.account_command)
+tx.app.command("status")(account.tx_status_command)
 app.command("build")(build.build_command)
 app.add_typer(vm.app, name="vm")
 app.add_typer(bench.app, name="bench")

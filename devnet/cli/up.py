@@ -1,7 +1,7 @@
-"""`devnet up | down | status`: run the devnet and look at it."""
+"""`devnet up | down | reset`: run the devnet, stop it, start afresh."""
 
-import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,11 +12,25 @@ from typing import Annotated, Any
 import trio
 import typer
 
+from devnet.cli.common import (
+    DEFAULT_CONFIG,
+    TX_ERROR,
+    ConfigOption,
+    DataDirOption,
+    JsonOption,
+    command,
+    data_dir_of,
+    emit_json,
+    fail,
+    is_tty,
+    warn,
+)
 from devnet.config import load_config
 from devnet.daemon import leaves
-from devnet.errors import DevnetError, WireError
+from devnet.errors import DevnetError
 from devnet.log import configure
 from devnet.orchestrator import (
+    EFFECTIVE_CONFIG,
     STATE_FILE,
     OrchestratorError,
     Supervisor,
@@ -24,10 +38,6 @@ from devnet.orchestrator import (
     prepare,
     read_state,
 )
-from devnet.wire import call_sync
-
-DEFAULT_CONFIG = Path("configs/devnet.toml")
-ConfigOption = Annotated[Path, typer.Option("--config", help="devnet TOML file")]
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -79,6 +89,7 @@ def _detach(config: Path, data_dir: Path) -> None:
     log = data_dir / "logs" / "supervisor.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
+        start = out.tell()  # the log keeps earlier runs: print only this one's banner
         proc = subprocess.Popen(
             [sys.executable, "-m", "devnet", "up", "--config", str(config)],
             stdout=out,
@@ -89,7 +100,7 @@ def _detach(config: Path, data_dir: Path) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if (data_dir / STATE_FILE).exists():
-            typer.echo(log.read_text(encoding="utf-8", errors="replace").rstrip())
+            typer.echo(_banner(log, start))
             return
         if proc.poll() is not None:
             raise _fail(OrchestratorError(f"the devnet failed to start; see {log}"))
@@ -98,125 +109,163 @@ def _detach(config: Path, data_dir: Path) -> None:
     raise _fail(OrchestratorError(f"the devnet did not become ready; see {log}"))
 
 
-def down_command(config: ConfigOption = DEFAULT_CONFIG) -> None:
-    """Stop a running devnet and every one of its processes."""
-    try:
-        data_dir = load_config(config).network.data_dir
-        state = read_state(data_dir)
-    except DevnetError as exc:
-        raise _fail(exc) from None
+#: The last line of the supervisor's banner, printed right after it writes devnet.json.
+BANNER_END = b"Ctrl-C stops every node."
+
+
+def _banner(log: Path, start: int) -> str:
+    """This run's part of the supervisor log, once the banner is complete (it is written
+    just after devnet.json, so it may still be on its way)."""
+    deadline = time.monotonic() + 5
+    while True:
+        with open(log, "rb") as f:
+            f.seek(start)
+            text = f.read()
+        if BANNER_END in text or time.monotonic() > deadline:
+            return text.decode("utf-8", errors="replace").strip("\n")
+        time.sleep(0.05)
+
+
+SUPERVISOR_STOP_SECONDS = 30.0
+NODE_STOP_SECONDS = 10.0
+
+
+def stop_devnet(data_dir: Path) -> dict[str, Any]:
+    """Stop the devnet of `data_dir` as `devnet down` does: SIGTERM to the supervisor (which
+    stops its nodes in order), then any node a dead supervisor left behind. What was done."""
+    state = read_state(data_dir)
     pid = int(state["supervisor_pid"])
-    if pid_alive(pid):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
+    was_running = pid_alive(pid)
+    if was_running:
+        _stop_pid(pid, SUPERVISOR_STOP_SECONDS)
+    leftovers: list[str] = []
+    # A supervisor that stopped cleanly removed devnet.json; one that died left its nodes.
+    if (data_dir / STATE_FILE).exists():
+        for node in state["nodes"]:
+            node_pid = node.get("pid")
+            if node_pid and pid_alive(int(node_pid)):
+                _stop_pid(int(node_pid), NODE_STOP_SECONDS)
+                leftovers.append(node["name"])
+        (data_dir / STATE_FILE).unlink(missing_ok=True)
+    return {
+        "data_dir": str(data_dir),
+        "supervisor_pid": pid,
+        "supervisor_was_running": was_running,
+        "leftovers_stopped": leftovers,
+    }
+
+
+def _stop_pid(pid: int, seconds: float) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after `seconds`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + seconds
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-    for node in state["nodes"]:  # a supervisor that died leaves its nodes behind
-        if node.get("pid") and pid_alive(int(node["pid"])):
-            os.kill(int(node["pid"]), signal.SIGTERM)
-    (data_dir / STATE_FILE).unlink(missing_ok=True)
+        if not pid_alive(pid):
+            return
+
+
+@command
+def down_command(
+    config: ConfigOption = DEFAULT_CONFIG,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop a running devnet and every one of its processes (attached shadows too)."""
+    done = stop_devnet(data_dir_of(config, data_dir))
+    if as_json:
+        emit_json(done)
+        return
+    if done["leftovers_stopped"]:
+        warn(f"the supervisor had left {', '.join(done['leftovers_stopped'])} running")
     typer.echo("devnet stopped")
 
 
-def node_status(node: dict[str, Any]) -> dict[str, Any]:
-    host, port = node["endpoint"].rsplit(":", 1)
-    row: dict[str, Any] = {"node": node["name"], "role": node["role"], "pid": node.get("pid")}
-    try:
-        status = call_sync(host, int(port), "status", timeout=2)
-    except WireError as exc:
-        return {**row, "layer": None, "applied": None, "lag": None, "health": f"down: {exc}"}
-    if node["role"] in ("executor", "shadow"):
-        last, layer = status.get("applied_layer"), status.get("l1_layer")
-    elif node["role"] == "relay":
-        last, layer = status.get("block_layer"), status.get("layer")
-    else:
-        last, layer = status.get("last_certified"), status.get("layer")
-    lag = None if last is None or layer is None else max(0, layer - last)
-    return {
-        **row,
-        "layer": layer,
-        "applied": last,
-        "lag": lag,
-        "health": "ok" if lag is not None and lag <= 2 else "lagging",
-    }
+# --- reset -------------------------------------------------------------------------------------
+
+#: What marks a project checkout (or any directory that is not ours to delete).
+FOREIGN_MARKERS = (".git", "pyproject.toml", "setup.py")
 
 
-def status_command(
-    config: ConfigOption = DEFAULT_CONFIG,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-) -> None:
-    """A table of the running devnet's nodes: pid, role, layer, lag, health."""
+def check_deletable(path: Path) -> None:
+    """Refuse to delete anything that does not look like a devnet data directory: `reset`
+    runs `rm -rf` on a path taken from a config, where a typo must not cost a home
+    directory or a checkout."""
+    resolved = path.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved in (Path(resolved.anchor), Path.home().resolve()) or resolved in (
+        cwd,
+        *cwd.parents,
+    ):
+        fail(f"refusing to delete {path}: it is / , your home or (a parent of) this directory")
+    foreign = [m for m in FOREIGN_MARKERS if (resolved / m).exists()]
+    if foreign:
+        fail(f"refusing to delete {path}: it holds {', '.join(foreign)}, not a devnet's data")
+    if not looks_like_data_dir(resolved):
+        fail(
+            f"refusing to delete {path}: it holds no devnet.toml, devnet.json, logs/ or node "
+            "database, so it is not a devnet data directory"
+        )
+
+
+def looks_like_data_dir(path: Path) -> bool:
+    """What `devnet up` writes there: devnet.json, node logs, a node's LevelDB
+    (`NODE/KIND/CURRENT`), or an effective devnet.toml naming this very directory as its
+    data_dir (a devnet.toml alone may just be a user's config next to its data dir)."""
+    if (path / STATE_FILE).is_file() or any((path / "logs").glob("*.log")):
+        return True
+    if any(path.glob("*/*/CURRENT")):
+        return True
+    return _names_itself(path / EFFECTIVE_CONFIG, path)
+
+
+def _names_itself(config: Path, path: Path) -> bool:
     try:
-        state = read_state(load_config(config).network.data_dir)
-    except DevnetError as exc:
-        raise _fail(exc) from None
-    rows = [node_status(n) for n in state["nodes"]]
-    if as_json:
-        typer.echo(json.dumps({"genesis_id": state["genesis_id"], "nodes": rows}, indent=2))
+        return load_config(config).network.data_dir.resolve() == path.resolve()
+    except (DevnetError, OSError):
+        return False
+
+
+def _confirm(path: Path, yes: bool) -> None:
+    if yes:
         return
-    typer.echo(
-        f"{'node':<12} {'role':<9} {'pid':>7} {'layer':>6} {'applied':>7} {'lag':>4}  health"
-    )
-    for r in rows:
-        typer.echo(
-            f"{r['node']:<12} {r['role']:<9} {r['pid'] or '-':>7} {_dash(r['layer']):>6} "
-            f"{_dash(r['applied']):>7} {_dash(r['lag']):>4}  {r['health']}"
-        )
+    if not is_tty():
+        fail(f"refusing to delete {path} without --yes (there is no terminal to ask)")
+    if not typer.confirm(f"delete {path} and everything in it?", err=True):
+        fail("nothing deleted", code=TX_ERROR)
 
 
-def _dash(value: object) -> str:
-    return "-" if value is None else str(value)
+@command
+def reset_command(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    config: ConfigOption = DEFAULT_CONFIG,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop the devnet if it runs and delete its data directory.
 
-
-def attach_shadow_command(config: ConfigOption = DEFAULT_CONFIG) -> None:
-    """Start one more shadow executor against the running devnet; it replays from genesis."""
-    try:
-        data_dir = load_config(config).network.data_dir
-        state = read_state(data_dir)
-    except DevnetError as exc:
-        raise _fail(exc) from None
-    effective = Path(state["config"])
-    names = {n["name"] for n in state["nodes"]}
-    index = 1
-    while f"shadow-{index}" in names:
-        index += 1
-    name = f"shadow-{index}"
-    port = load_config(effective).shadow.port + index
-    log = data_dir / "logs" / f"{name}.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shadow_executor",
-                "--config",
-                str(effective),
-                "--node",
-                name,
-                "--port",
-                str(port),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    node = {
-        "name": name,
-        "role": "shadow",
-        "endpoint": f"127.0.0.1:{port}",
-        "log": str(log),
-        "pid": proc.pid,
-    }
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise _fail(OrchestratorError(f"{name} exited; see {log}"))
-        try:
-            call_sync("127.0.0.1", port, "status", timeout=1)
-            break
-        except WireError:
-            time.sleep(0.2)
-    state["nodes"].append(node)
-    (data_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    typer.echo(f"{name} attached at 127.0.0.1:{port} (log: {log}); it replays from genesis")
+    The next `devnet up` starts a new network from genesis, with a new genesis time and id.
+    Asks first on a terminal; elsewhere --yes is required.
+    """
+    path = data_dir_of(config, data_dir)
+    if not path.exists():
+        if as_json:
+            emit_json({"data_dir": str(path), "stopped": False, "deleted": False})
+        else:
+            typer.echo(f"{path} does not exist: nothing to reset")
+        return
+    check_deletable(path)
+    _confirm(path, yes)
+    stopped = (path / STATE_FILE).exists()
+    if stopped:
+        stop_devnet(path)
+    shutil.rmtree(path)
+    doc = {"data_dir": str(path), "stopped": stopped, "deleted": True}
+    if as_json:
+        emit_json(doc)
+        return
+    typer.echo(("devnet stopped; " if stopped else "") + f"{path} deleted")

@@ -28,7 +28,9 @@ Signer = Callable[[Transaction, bytes], Transaction]
 DEFAULT_GAS_LIMIT = 1_000_000
 DEPLOY_GAS_LIMIT = 20_000_000
 #: Relay refusals that mean the local nonce is off; the account re-reads it and retries.
-NONCE_KINDS = ("stale_nonce", "nonce_too_high")
+#: (`in_flight` and `replacement_underpriced`: the nonce is taken by a transaction another
+#: process sent, e.g. an earlier `devnet wallet spend --no-wait`.)
+NONCE_KINDS = ("stale_nonce", "nonce_too_high", "in_flight", "replacement_underpriced")
 NONCE_RETRIES = 5
 
 
@@ -100,7 +102,7 @@ class AsyncAccount:
         """The nonce to try next: the executor's, or past `tried` if that one is taken by a
         transaction still in the relay."""
         executed = await self.net.nonce(self.address)
-        return max(executed, tried + 1) if kind == "stale_nonce" else executed
+        return executed if kind == "nonce_too_high" else max(executed, tried + 1)
 
     async def send(
         self,
