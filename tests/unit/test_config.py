@@ -201,9 +201,9 @@ def test_overrides_set_one_field(tmp_path: Path) -> None:
     assert config.relay.min_gas_price == 3
     assert config.network.genesis_extra == "other"
     assert config.supervisor.restart_crashed is False
-    with pytest.raises(ConfigError, match="expected dotted.path=value"):
+    with pytest.raises(ConfigError, match=r"expected dotted\.path=value"):
         load_config(path, ("executor.port",))
-    with pytest.raises(ConfigError, match="network.hrp is not a table"):
+    with pytest.raises(ConfigError, match=r"network\.hrp is not a table"):
         load_config(path, ("network.hrp.x=1",))
-    with pytest.raises(ConfigError, match="executor.port"):
+    with pytest.raises(ConfigError, match=r"executor\.port"):
         load_config(path, ("executor.port=-1",))
