@@ -6,6 +6,7 @@ over LevelDB. Every change is recorded in a journal so a failed call frame can b
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 # The address functions are re-exported: tools import them from here.
 from athena_vm.address import generate_address as generate_address
@@ -21,7 +22,7 @@ from athena_vm.host import (
     TxContext,
 )
 from athena_vm.payload import wrap_call
-from athena_vm.program import cached_program
+from athena_vm.program import Program, cached_program
 from athena_vm.status import StatusCode
 from athena_vm.vm import ExecutionResult, execute
 
@@ -37,9 +38,16 @@ class Account:
     storage: dict[bytes, bytes] = field(default_factory=dict)
 
 
-Undo = Callable[[], object]
+#: How a journal entry is undone: `restore(target, arg)` (module functions, not closures:
+#: a layer journals thousands of changes, and a closure costs four objects to build and to
+#: keep alive until the layer's commit, where a plain tuple costs one).
+Restore = Callable[[Any, Any], None]
+#: (address touched, restore, target, arg), newest last.
+JournalEntry = tuple[bytes, Restore, Any, Any]
 #: The largest balance an account can hold (the VM reports balances as u64).
 MAX_BALANCE = 2**64 - 1
+#: Programs a host keeps by template address (templates in use are few; programs are big).
+_PROGRAMS_KEPT = 64
 
 
 @dataclass
@@ -48,8 +56,12 @@ class InMemoryHost:
     templates: dict[bytes, bytes] = field(default_factory=dict)
     tx_context: TxContext = field(default_factory=TxContext)
     block_hashes: dict[int, bytes] = field(default_factory=dict)
-    #: (address touched, how to undo the change), newest last.
-    journal: list[tuple[bytes, Undo]] = field(default_factory=list)
+    #: Every change, newest last: (address touched, restore, target, arg).
+    journal: list[JournalEntry] = field(default_factory=list)
+    #: template address -> (the code loaded, its Program): see `_program`.
+    _programs: dict[bytes, tuple[bytes, Program]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     # --- set-up helpers for tests and the CLI -------------------------------------------
 
@@ -58,34 +70,35 @@ class InMemoryHost:
         acct = self.accounts.get(address)
         if acct is None:
             acct = self.accounts[address] = Account()
-            self.journal.append((address, lambda: self.accounts.pop(address, None)))
+            self.journal.append((address, _forget, self.accounts, address))
         return acct
 
     def add_template(self, code: bytes) -> bytes:
         address = template_address(code)
         if address not in self.templates:
             self.templates[address] = code
-            self.journal.append((address, lambda: self.templates.pop(address, None)))
+            self.journal.append((address, _forget, self.templates, address))
         return address
 
     def set_balance(self, address: bytes, balance: int) -> None:
         if not 0 <= balance <= MAX_BALANCE:
             raise ValueError(f"balance {balance} out of the u64 range")
         acct = self.account(address)
-        old = acct.balance
+        self.journal.append((address, _restore_balance, acct, acct.balance))
         acct.balance = balance
-        self.journal.append((address, lambda: setattr(acct, "balance", old)))
 
     def snapshot(self) -> int:
         return len(self.journal)
 
     def rollback(self, mark: int) -> None:
-        while len(self.journal) > mark:
-            self.journal.pop()[1]()
+        journal = self.journal
+        while len(journal) > mark:
+            _, restore, target, arg = journal.pop()
+            restore(target, arg)
 
     def touched_since(self, mark: int) -> set[bytes]:
         """Addresses changed since `snapshot()` returned `mark`."""
-        return {address for address, _ in self.journal[mark:]}
+        return {entry[0] for entry in self.journal[mark:]}
 
     # --- what the state transition reads and writes besides the Host protocol ---------
 
@@ -95,9 +108,8 @@ class InMemoryHost:
 
     def set_nonce(self, address: bytes, nonce: int) -> None:
         acct = self.account(address)
-        old = acct.nonce
+        self.journal.append((address, _restore_nonce, acct, acct.nonce))
         acct.nonce = nonce
-        self.journal.append((address, lambda: setattr(acct, "nonce", old)))
 
     def account_template(self, address: bytes) -> bytes | None:
         acct = self.accounts.get(address)
@@ -126,7 +138,7 @@ class InMemoryHost:
             storage.pop(key, None)
         else:
             storage[key] = value
-        self.journal.append((address, lambda: _restore(storage, key, old)))
+        self.journal.append((address, _restore_slot, storage, (key, old)))
         current = old or ZERO32
         if current == value:
             return StorageStatus.ASSIGNED
@@ -185,17 +197,34 @@ class InMemoryHost:
                 reason=f"no template at 0x{context.callee_template.hex()}",
             )
         try:
-            program = cached_program(code)
+            program = self._program(context.callee_template, code)
         except ProgramError as exc:
             return ExecutionResult(StatusCode.FAILURE, gas, 0, reason=f"bad template: {exc}")
         return execute(program, self, context, payload, gas)
 
+    def _program(self, template: bytes, code: bytes) -> Program:
+        """The loaded program of `code`, the code of `template`.
+
+        `cached_program` hashes the whole code to find its entry, which costs as much as a
+        short method's run, twice per transaction. This cache keeps the code object each
+        program came from: seeing that very object again (a state map hands out the object
+        it holds) means the same code without hashing it; any other object is looked up
+        through `cached_program` again.
+        """
+        cached = self._programs.get(template)
+        if cached is not None and cached[0] is code:
+            return cached[1]
+        program = cached_program(code)
+        if len(self._programs) >= _PROGRAMS_KEPT:
+            self._programs.pop(next(iter(self._programs)))
+        self._programs[template] = (code, program)
+        return program
+
     def spawn(self, template: bytes, blob: bytes) -> bytes:
         address = spawn_address(template, blob)
         acct = self.account(address)
-        old = (acct.template, acct.state)
+        self.journal.append((address, _restore_code, acct, (acct.template, acct.state)))
         acct.template, acct.state = template, blob
-        self.journal.append((address, lambda: _restore_code(acct, old)))
         return address
 
     def deploy(self, code: bytes) -> bytes:
@@ -212,7 +241,20 @@ class InMemoryHost:
         return self.block_hashes.get(block_height, ZERO32)
 
 
-def _restore(storage: dict[bytes, bytes], key: bytes, old: bytes | None) -> None:
+def _forget(mapping: dict[bytes, Any], key: bytes) -> None:
+    mapping.pop(key, None)
+
+
+def _restore_balance(acct: Account, old: int) -> None:
+    acct.balance = old
+
+
+def _restore_nonce(acct: Account, old: int) -> None:
+    acct.nonce = old
+
+
+def _restore_slot(storage: dict[bytes, bytes], slot: tuple[bytes, bytes | None]) -> None:
+    key, old = slot
     if old is None:
         storage.pop(key, None)
     else:

@@ -51,11 +51,16 @@ def _check_bytes(value: object, what: str) -> bytes:
     return bytes(value)
 
 
+_SMALL_COMPACTS = tuple(bytes([n << 2]) for n in range(1 << 6))
+
+
 def encode_compact(n: int) -> bytes:
     """SCALE compact integer: 1, 2 or 4 bytes for small values, else a length byte and LE bytes."""
+    if type(n) is int and 0 <= n < 1 << 14:  # lengths and nonces: the hot cases
+        return _SMALL_COMPACTS[n] if n < 1 << 6 else ((n << 2) | 1).to_bytes(2, "little")
     _check_int(n, 0, COMPACT_MAX, "compact integer")
     if n < 1 << 6:
-        return bytes([n << 2])
+        return _SMALL_COMPACTS[n]
     if n < 1 << 14:
         return ((n << 2) | 1).to_bytes(2, "little")
     if n < 1 << 30:
@@ -86,6 +91,31 @@ def encode_option(data: bytes | None) -> bytes:
     return b"\x00" if data is None else b"\x01" + data
 
 
+def compact_at(data: bytes, position: int) -> tuple[int, int]:
+    """(value, next position) of a canonical compact below 2^30 at `position`.
+
+    For hot decoders' usual case: anything else (the big-integer form, a non-canonical
+    form, running past the end) gives (-1, position), and the caller then decodes with a
+    `Decoder`, which accepts or refuses exactly as always, with its precise error.
+    """
+    if position >= len(data):
+        return -1, position
+    first = data[position]
+    mode = first & 3
+    if mode == 0:
+        return first >> 2, position + 1
+    if mode == 1:
+        if position + 2 <= len(data):
+            value = (first | data[position + 1] << 8) >> 2
+            if value >= 1 << 6:
+                return value, position + 2
+    elif mode == 2 and position + 4 <= len(data):
+        value = int.from_bytes(data[position : position + 4], "little") >> 2
+        if value >= 1 << 14:
+            return value, position + 4
+    return -1, position
+
+
 class Decoder:
     """Reads SCALE values from a byte string, front to back."""
 
@@ -100,14 +130,19 @@ class Decoder:
         return len(self.data) - self.pos
 
     def take(self, n: int) -> bytes:
-        if n < 0 or n > self.remaining:
-            raise ScaleError(f"need {n} bytes at offset {self.pos}, have {self.remaining}")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
+        pos = self.pos
+        end = pos + n
+        if n < 0 or end > len(self.data):
+            raise ScaleError(f"need {n} bytes at offset {pos}, have {len(self.data) - pos}")
+        self.pos = end
+        return self.data[pos:end]
 
     def u8(self) -> int:
-        return self.take(1)[0]
+        pos = self.pos
+        if pos >= len(self.data):
+            raise ScaleError(f"need 1 bytes at offset {pos}, have {len(self.data) - pos}")
+        self.pos = pos + 1
+        return self.data[pos]
 
     def uint(self, size: int) -> int:
         return int.from_bytes(self.take(size), "little")

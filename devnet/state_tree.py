@@ -36,9 +36,10 @@ any object that has plyvel's `get`/`put` shape.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Protocol
 
 import blake3
@@ -139,6 +140,14 @@ class NodeStore(Protocol):
         """Store all `nodes` (hash -> encoding) at once; one call per tree update."""
         ...
 
+    def retire(self, node_hashes: Iterable[bytes]) -> None:
+        """Nodes an update replaced: no longer under the newest root.
+
+        A store keeps them (older roots stay readable); a cache in front of it may drop
+        them, since they will rarely be read again.
+        """
+        ...
+
 
 class MemoryNodeStore:
     """A dict-backed store, for clients, tests and tools that need no persistence."""
@@ -152,8 +161,58 @@ class MemoryNodeStore:
     def put_many(self, nodes: Mapping[bytes, bytes]) -> None:
         self.nodes.update(nodes)
 
+    def retire(self, node_hashes: Iterable[bytes]) -> None:
+        """Nothing to do: this store is the only copy, and older roots stay readable."""
+
     def __len__(self) -> int:
         return len(self.nodes)
+
+
+DEFAULT_CACHE_NODES = 1_000_000
+
+
+class NodeCache:
+    """Tree nodes kept in memory across layers, in front of a LevelDB store.
+
+    An update reads every node on the paths it changes, and the nodes near the root are on
+    almost every path, layer after layer: without a cache each of those reads is a LevelDB
+    get. Nodes are content-addressed and immutable, so a cached node can never be stale;
+    the cache only changes speed. Every update adds the nodes it creates and drops the ones
+    it replaced, so the cache converges on the nodes of the newest tree (about two per key),
+    which is what the next update reads. `max_nodes` bounds it for very large states: past
+    it, the oldest entries go first (a dropped node is read from LevelDB again if needed).
+    """
+
+    def __init__(self, max_nodes: int = DEFAULT_CACHE_NODES) -> None:
+        if max_nodes < 1:
+            raise ValueError(f"a node cache holds at least one node, not {max_nodes}")
+        self.max_nodes = max_nodes
+        self._nodes: dict[bytes, bytes] = {}
+        #: The node under a hash, or None: the dict's own lookup, the hottest read.
+        self.get: Callable[[bytes], bytes | None] = self._nodes.get
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def add_many(self, nodes: Mapping[bytes, bytes]) -> None:
+        self._nodes.update(nodes)
+        self._trim()
+
+    def add(self, node_hash: bytes, node: bytes) -> None:
+        self._nodes[node_hash] = node
+        self._trim()
+
+    def discard_many(self, node_hashes: Iterable[bytes]) -> None:
+        pop = self._nodes.pop
+        for node_hash in node_hashes:
+            pop(node_hash, None)
+
+    def _trim(self) -> None:
+        excess = len(self._nodes) - self.max_nodes
+        if excess > 0:
+            # Dicts keep insertion order: the first keys are the oldest entries.
+            for node_hash in list(islice(self._nodes, excess)):
+                del self._nodes[node_hash]
 
 
 class _Batch(Protocol):
@@ -179,20 +238,42 @@ class LevelDBNodeStore:
     Nodes written into a batch are not readable from LevelDB until the batch is written,
     so this store also remembers them: several updates may then chain within one layer.
     Use one store per batch; if the batch is discarded, discard the store with it.
+
+    `cache` (optional) is a `NodeCache` that outlives the store, normally one per process
+    shared by every layer's store: reads try it before LevelDB and fill it, writes and
+    retirements keep it on the newest tree. A discarded batch leaves in it nodes LevelDB
+    lacks, which is harmless: a node is only reached from a root that references it.
     """
 
     def __init__(
-        self, db: _KeyValueDB, batch: _Batch | None = None, *, prefix: bytes = b""
+        self,
+        db: _KeyValueDB,
+        batch: _Batch | None = None,
+        *,
+        prefix: bytes = b"",
+        cache: NodeCache | None = None,
     ) -> None:
         self._db = db
         self._batch = batch
         self._prefix = prefix
+        self._cache = cache
         self._pending: dict[bytes, bytes] = {}
+        # Where a node is looked up first: the cache holds every node put here as well,
+        # so most reads end at this one dict lookup.
+        self._first = self._pending.get if cache is None else cache.get
 
     def get(self, node_hash: bytes) -> bytes | None:
-        node = self._pending.get(node_hash)
+        node = self._first(node_hash)
         if node is None:
-            node = self._db.get(self._prefix + node_hash)
+            node = self._pending.get(node_hash)  # put here, then dropped by the cache
+            if node is None:
+                node = self._load(node_hash)
+        return node
+
+    def _load(self, node_hash: bytes) -> bytes | None:
+        node = self._db.get(self._prefix + node_hash)
+        if node is not None and self._cache is not None:
+            self._cache.add(node_hash, node)
         return node
 
     def put_many(self, nodes: Mapping[bytes, bytes]) -> None:
@@ -201,10 +282,18 @@ class LevelDBNodeStore:
             with self._db.write_batch() as batch:
                 for node_hash, node in nodes.items():
                     batch.put(prefix + node_hash, node)
-            return
-        for node_hash, node in nodes.items():
-            self._batch.put(prefix + node_hash, node)
-        self._pending.update(nodes)
+        else:
+            put = self._batch.put
+            for node_hash, node in nodes.items():
+                put(prefix + node_hash, node)
+            self._pending.update(nodes)
+        if self._cache is not None:
+            self._cache.add_many(nodes)
+
+    def retire(self, node_hashes: Iterable[bytes]) -> None:
+        """Drop replaced nodes from the cache; LevelDB keeps them for older roots."""
+        if self._cache is not None:
+            self._cache.discard_many(node_hashes)
 
 
 # --- proofs --------------------------------------------------------------------------------
@@ -381,26 +470,37 @@ def _check_key(key: bytes) -> None:
 
 
 class _Update:
-    """One batched update: sorted changes, and the new nodes it creates."""
+    """One batched update: sorted changes, and the new nodes it creates.
+
+    Subtree functions return the new subtree's hash only. Whether a new child is a lone
+    leaf matters only when its sibling became empty (the leaf then moves up), which is
+    rare, so `join` looks the node up then instead of every level passing it along.
+    """
 
     def __init__(self, store: NodeStore, changes: Mapping[bytes, bytes | None]) -> None:
-        self.store = store
+        self.get = store.get
         order = sorted(changes)
         self.ints = [int.from_bytes(k, "big") for k in order]
         self.keys = order
         self.values = [changes[k] for k in order]
         self.new: dict[bytes, bytes] = {}
+        #: Nodes of the old tree this update replaced (some may be recreated: see `retired`).
+        self.replaced: list[bytes] = []
+
+    def retired(self) -> list[bytes]:
+        """The replaced nodes that are not part of the new tree (a lone leaf that moved up
+        or down keeps its hash, so it is replaced and recreated at once)."""
+        new = self.new
+        return [node_hash for node_hash in self.replaced if node_hash not in new]
 
     def load(self, node_hash: bytes) -> bytes:
-        node = self.new.get(node_hash)
+        node = self.new.get(node_hash) or self.get(node_hash)
         if node is None:
-            node = self.store.get(node_hash)
-            if node is None:
-                raise StateTreeError(f"state tree node {node_hash.hex()} is not in the store")
+            raise StateTreeError(f"state tree node {node_hash.hex()} is not in the store")
         return node
 
     def is_leaf(self, node_hash: bytes) -> bool:
-        return node_hash != EMPTY_ROOT and self.load(node_hash)[0] == LEAF_TAG
+        return self.load(node_hash)[0] == LEAF_TAG
 
     def leaf(self, key: bytes, value: bytes) -> bytes:
         node_hash = leaf_hash(key, value)
@@ -413,29 +513,43 @@ class _Update:
         self.new[node_hash] = node
         return node_hash
 
-    def update(self, node_hash: bytes, depth: int, lo: int, hi: int) -> tuple[bytes, bool | None]:
-        """Apply changes [lo, hi) (all under this node) -> (new hash, is a leaf or None).
+    def update(self, node_hash: bytes, depth: int, lo: int, hi: int) -> bytes:
+        """Apply changes [lo, hi) (lo < hi, all under this node); returns the new hash.
 
-        None means "not known without a load": only needed when the sibling vanishes.
+        This runs once per node on the changed paths, so the common steps are inline: a
+        child without changes is not visited, a leaf whose value changes is rebuilt
+        directly, and two non-empty children need no `join`.
         """
-        if lo == hi:
-            return node_hash, None
         if node_hash == EMPTY_ROOT:
             return self.rebuild(None, depth, lo, hi)
-        node = self.load(node_hash)
+        node = self.get(node_hash)
+        if node is None:
+            raise StateTreeError(f"state tree node {node_hash.hex()} is not in the store")
         if node[0] == LEAF_TAG:
-            return self.rebuild((node[1 : 1 + KEY_SIZE], node[1 + KEY_SIZE :]), depth, lo, hi)
-        left, right = node[1:33], node[33:65]
-        mid = self.split(lo, hi, depth)
-        new_left, left_leaf = self.update(left, depth + 1, lo, mid)
-        new_right, right_leaf = self.update(right, depth + 1, mid, hi)
+            self.replaced.append(node_hash)
+            key = node[1 : 1 + KEY_SIZE]
+            value = self.values[lo]
+            if hi - lo == 1 and value is not None and self.keys[lo] == key:
+                return self.leaf(key, value)  # the common case: a value changes
+            return self.rebuild((key, node[1 + KEY_SIZE :]), depth, lo, hi)
+        left = node[1:33]
+        right = node[33:65]
+        ints = self.ints
+        shift = MAX_DEPTH - 1 - depth
+        mid = bisect_left(ints, ((ints[lo] >> shift) | 1) << shift, lo, hi)
+        new_left = self.update(left, depth + 1, lo, mid) if lo < mid else left
+        new_right = self.update(right, depth + 1, mid, hi) if mid < hi else right
         if new_left == left and new_right == right:
-            return node_hash, False
-        return self.join(new_left, left_leaf, new_right, right_leaf)
+            return node_hash
+        self.replaced.append(node_hash)
+        if new_left != EMPTY_ROOT and new_right != EMPTY_ROOT:
+            node = _INTERNAL + new_left + new_right
+            node_hash = _hash(node).digest()
+            self.new[node_hash] = node
+            return node_hash
+        return self.join(new_left, new_right)
 
-    def rebuild(
-        self, leaf: tuple[bytes, bytes] | None, depth: int, lo: int, hi: int
-    ) -> tuple[bytes, bool | None]:
+    def rebuild(self, leaf: tuple[bytes, bytes] | None, depth: int, lo: int, hi: int) -> bytes:
         """Changes landing on an empty or single-leaf subtree: build it from the merged keys.
 
         The existing leaf (if any) joins the changes unless a change overrides its key.
@@ -473,40 +587,28 @@ class _Update:
         lo: int,
         hi: int,
         depth: int,
-    ) -> tuple[bytes, bool | None]:
+    ) -> bytes:
         """The canonical subtree of the (sorted, distinct) keys [lo, hi) at `depth`."""
         count = hi - lo
         if count == 0:
-            return EMPTY_ROOT, False
+            return EMPTY_ROOT
         if count == 1:
-            return self.leaf(keys[lo], values[lo]), True
+            return self.leaf(keys[lo], values[lo])
         boundary = _boundary(ints[lo], depth)
         mid = bisect_left(ints, boundary, lo, hi)
-        left, _ = self.build(ints, keys, values, lo, mid, depth + 1)
-        right, _ = self.build(ints, keys, values, mid, hi, depth + 1)
+        left = self.build(ints, keys, values, lo, mid, depth + 1)
+        right = self.build(ints, keys, values, mid, hi, depth + 1)
         # Two or more keys: never collapses (one side may be empty, the other internal).
-        return self.internal(left, right), False
+        return self.internal(left, right)
 
-    def split(self, lo: int, hi: int, depth: int) -> int:
-        return bisect_left(self.ints, _boundary(self.ints[lo], depth), lo, hi)
-
-    def join(
-        self, left: bytes, left_leaf: bool | None, right: bytes, right_leaf: bool | None
-    ) -> tuple[bytes, bool | None]:
+    def join(self, left: bytes, right: bytes) -> bytes:
         """The node over two new children, collapsing a lone leaf or emptiness upward."""
         if left == EMPTY_ROOT:
-            if right == EMPTY_ROOT:
-                return EMPTY_ROOT, False
-            if right_leaf is None:
-                right_leaf = self.is_leaf(right)
-            if right_leaf:
-                return right, True
-        elif right == EMPTY_ROOT:
-            if left_leaf is None:
-                left_leaf = self.is_leaf(left)
-            if left_leaf:
-                return left, True
-        return self.internal(left, right), False
+            if right == EMPTY_ROOT or self.is_leaf(right):
+                return right
+        elif right == EMPTY_ROOT and self.is_leaf(left):
+            return left
+        return self.internal(left, right)
 
 
 def _boundary(first: int, depth: int) -> int:
@@ -539,9 +641,11 @@ class StateTree:
         if not changes:
             return root
         upd = _Update(self.store, changes)
-        new_root, _ = upd.update(root, 0, 0, len(upd.keys))
+        new_root = upd.update(root, 0, 0, len(upd.keys))
         if upd.new:
             self.store.put_many(upd.new)
+        if upd.replaced:
+            self.store.retire(upd.retired())
         return new_root
 
     def _walk(self, root: bytes, key: bytes) -> tuple[list[bytes], bytes | None]:

@@ -29,7 +29,7 @@ from functools import cached_property
 import blake3
 
 from athena_vm.address import ADDRESS_LENGTH
-from athena_vm.payload import SELECTOR_LENGTH, Payload, decode_payload
+from athena_vm.payload import SELECTOR_LENGTH, Payload, decode_payload, usual_payload
 from athena_vm.scale import (
     BYTES,
     COMPACT,
@@ -39,6 +39,7 @@ from athena_vm.scale import (
     FixedBytes,
     Option,
     ScaleError,
+    compact_at,
 )
 from devnet.errors import TransactionError, TransactionTooLargeError
 from devnet.keys import SIGNATURE_LENGTH, KeyPair, verify
@@ -51,6 +52,12 @@ TX_ID_LENGTH = 32
 EMPTY_SIGNATURE = bytes(SIGNATURE_LENGTH)
 
 _ADDRESS = FixedBytes(ADDRESS_LENGTH)
+#: The usual shape's fixed parts (see `_decode_usual`): compact 1, the principal, a tag.
+_VERSION_BYTE = TX_VERSION << 2
+_TEMPLATE_TAG = 1 + ADDRESS_LENGTH
+#: version, principal, tag, nonce, gas limit, gas price, payload length, tag: one byte
+#: each at least, and the shortest signature.
+_SHORTEST = _TEMPLATE_TAG + 6 + SIGNATURE_LENGTH
 _TEMPLATE = Option(_ADDRESS)
 #: Bounds on the signature bytes, which the principal's template `verify` interprets.
 MIN_SIGNATURE_BYTES = SIGNATURE_LENGTH
@@ -112,17 +119,26 @@ class Transaction:
                 COMPACT_U64.encode(self.nonce),
                 COMPACT_U64.encode(self.gas_limit),
                 COMPACT_U64.encode(self.gas_price),
-                BYTES.encode(encode_payload(self.payload)),
+                BYTES.encode(self.payload_bytes),
             )
         )
+
+    @cached_property
+    def payload_bytes(self) -> bytes:
+        """The Payload's own SCALE bytes, as carried inside the transaction."""
+        return encode_payload(self.payload)
 
     def unsigned_bytes(self) -> bytes:
         """The encoding without the signature."""
         return self._unsigned
 
+    @cached_property
+    def _encoded(self) -> bytes:
+        return self._unsigned + self.signature
+
     def encode(self) -> bytes:
         """The full wire encoding, signature last: the "signed bytes" the id hashes."""
-        return self.unsigned_bytes() + self.signature
+        return self._encoded
 
     def signing_bytes(self, genesis_id: bytes) -> bytes:
         """What the principal signs: genesis_id ‖ the encoding without the signature."""
@@ -178,17 +194,24 @@ def decode_transaction(data: bytes, max_size: int = MAX_TX_SIZE) -> Transaction:
     """
     if len(data) > max_size:
         raise TransactionTooLargeError(len(data), max_size)
+    data = bytes(data)
+    return _decode_usual(data) or _decode_strict(data)
+
+
+def _decode_strict(data: bytes) -> Transaction:
+    """`decode_transaction` with a `Decoder`: every shape, every error message."""
     decoder = Decoder(data)
     try:
-        version = COMPACT.read(decoder)
+        version = decoder.compact()
         if version != TX_VERSION:
             raise TransactionError(f"unsupported transaction version {version}")
-        principal = _ADDRESS.read(decoder)
-        template = _TEMPLATE.read(decoder)
+        principal = decoder.take(ADDRESS_LENGTH)
+        template = decoder.take(ADDRESS_LENGTH) if decoder.option_flag() else None
         nonce = COMPACT_U64.read(decoder)
         gas_limit = COMPACT_U64.read(decoder)
         gas_price = COMPACT_U64.read(decoder)
-        payload_bytes = BYTES.read(decoder)
+        payload_bytes = decoder.bytes_vec()
+        unsigned_length = decoder.pos
         signature = _check_signature(decoder.take(decoder.remaining))
     except ScaleError as exc:
         raise TransactionError(f"malformed transaction: {exc}") from exc
@@ -196,7 +219,100 @@ def decode_transaction(data: bytes, max_size: int = MAX_TX_SIZE) -> Transaction:
         payload = decode_payload_bytes(payload_bytes)
     except ScaleError as exc:
         raise TransactionError(f"transaction payload is not a Payload: {exc}") from exc
-    return Transaction(principal, nonce, gas_limit, gas_price, payload, template, signature)
+    return _decoded(
+        data,
+        data[:unsigned_length],
+        payload_bytes,
+        principal=principal,
+        nonce=nonce,
+        gas_limit=gas_limit,
+        gas_price=gas_price,
+        payload=payload,
+        template=template,
+        signature=signature,
+    )
+
+
+def _decode_usual(data: bytes) -> Transaction | None:
+    """The transaction if every field has its usual shape; None sends it to the `Decoder`.
+
+    Every block decodes each of its transactions, so the usual shape — compact integers
+    below 2^30 in canonical form, Option and payload fields well formed, a signature of an
+    allowed length — is read by indexing alone. Anything else, valid or not, returns None
+    and goes through `_decode_strict`, so what is accepted and every error message stay
+    exactly the `Decoder`'s (the unit tests compare both on random and mutated bytes).
+    """
+    if len(data) < _SHORTEST or data[0] != _VERSION_BYTE:
+        return None
+    tag = data[_TEMPLATE_TAG]
+    if tag == 0:
+        template, position = None, _TEMPLATE_TAG + 1
+    elif tag == 1:
+        position = _TEMPLATE_TAG + 1 + ADDRESS_LENGTH
+        template = data[_TEMPLATE_TAG + 1 : position]
+    else:
+        return None
+    nonce, position = compact_at(data, position)
+    gas_limit, position = compact_at(data, position)
+    gas_price, position = compact_at(data, position)
+    payload_length, start = compact_at(data, position)
+    end = start + payload_length
+    if min(nonce, gas_limit, gas_price, payload_length) < 0:
+        return None
+    if not MIN_SIGNATURE_BYTES <= len(data) - end <= MAX_SIGNATURE_BYTES:
+        return None
+    payload = usual_payload(data, start, end)
+    if payload is None:
+        return None
+    return _decoded(
+        data,
+        data[:end],
+        data[start:end],
+        principal=data[1 : 1 + ADDRESS_LENGTH],
+        nonce=nonce,
+        gas_limit=gas_limit,
+        gas_price=gas_price,
+        payload=payload,
+        template=template,
+        signature=data[end:],
+    )
+
+
+def _decoded(
+    data: bytes,
+    unsigned: bytes,
+    payload_bytes: bytes,
+    *,
+    principal: bytes,
+    nonce: int,
+    gas_limit: int,
+    gas_price: int,
+    payload: Payload,
+    template: bytes | None,
+    signature: bytes,
+) -> Transaction:
+    """The Transaction whose encoding is `data`, built without encoding it again.
+
+    `Transaction()` validates by encoding its fields, which for decoded fields would only
+    repeat the decode's work: decoding is canonical, so the fields re-encode to exactly
+    `data`, and every field already has its type and range. The encodings are cached from
+    the bytes received (unsigned part, full encoding, payload), so the id hashes them
+    directly and the state transition hands the payload to the VM as received.
+    """
+    tx = object.__new__(Transaction)
+    tx.__dict__.update(
+        principal=principal,
+        nonce=nonce,
+        gas_limit=gas_limit,
+        gas_price=gas_price,
+        payload=payload,
+        template=template,
+        signature=signature,
+        _unsigned=unsigned,
+        _encoded=data,
+        payload_bytes=payload_bytes,
+    )
+    return tx
 
 
 __all__ = [

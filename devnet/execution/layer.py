@@ -16,9 +16,9 @@ from athena_vm.in_memory_host import InMemoryHost
 from athena_vm.status import StatusCode
 from devnet.block import Block
 from devnet.config import DevnetConfig
-from devnet.execution.ledger import apply_genesis, encode_receipt, execute_block
+from devnet.execution.ledger import apply_genesis, execute_block
 from devnet.execution.state import reset_tracking
-from devnet.state_tree import EMPTY_ROOT, LevelDBNodeStore, StateTree, tree_key
+from devnet.state_tree import EMPTY_ROOT, LevelDBNodeStore, NodeCache, StateTree, tree_key
 
 APPLIED = b"m/applied"
 ROOT = b"m/root"
@@ -62,7 +62,15 @@ class ExecutorStore:
 
     def __init__(self, db: plyvel.DB) -> None:
         self.db = db
-        self.tree = StateTree(LevelDBNodeStore(db, prefix=NODE_PREFIX))
+        #: Tree nodes shared by every layer's update and by proofs (see `NodeCache`).
+        self.node_cache = NodeCache()
+        self.tree = StateTree(LevelDBNodeStore(db, prefix=NODE_PREFIX, cache=self.node_cache))
+
+    def layer_tree(self, batch: Any) -> StateTree:
+        """The tree whose new nodes go into this layer's write batch."""
+        return StateTree(
+            LevelDBNodeStore(self.db, batch, prefix=NODE_PREFIX, cache=self.node_cache)
+        )
 
     @property
     def next_layer(self) -> int:
@@ -101,19 +109,19 @@ def apply_layer(
         apply_genesis(host, config)
     outcome = execute_block(host, db, block, config, skip_tx=skip_tx)
     with db.write_batch(transaction=True) as batch:
-        tree = StateTree(LevelDBNodeStore(db, batch, prefix=NODE_PREFIX))
+        tree = store.layer_tree(batch)
         root = tree.update(store.root(), {tree_key(k): v for k, v in outcome.writes.items()})
         for key, value in outcome.writes.items():
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        for receipt in outcome.receipts:
+        for receipt, encoded in zip(outcome.receipts, outcome.encoded_receipts, strict=True):
             if receipt["status"] == StatusCode.REJECTED:
                 earlier = store.receipt(receipt["tx_id"])
                 if earlier is not None and earlier["status"] != StatusCode.REJECTED:
                     continue  # executed before, included again: keep the receipt that counts
-            batch.put(RECEIPT_PREFIX + receipt["tx_id"], encode_receipt(receipt))
+            batch.put(RECEIPT_PREFIX + receipt["tx_id"], encoded)
         record = LayerRecord(
             block.layer,
             block.id,

@@ -14,13 +14,18 @@ import msgpack
 import plyvel
 
 from athena_vm.in_memory_host import InMemoryHost
+from athena_vm.status import StatusCode
 from devnet.block import Block, ordered_transactions
 from devnet.builtin_templates import builtin_templates, template
 from devnet.config import DevnetConfig
 from devnet.execution.state import changes
-from devnet.state_transition import Receipt, TransitionConfig, apply_transaction
+from devnet.state_transition import Receipt, TransitionConfig, apply_decoded
 
 EMPTY_ROOT = bytes(32)
+
+
+#: `StatusCode.name` is a descriptor lookup; a receipt per transaction reads it.
+_STATUS_NAMES = {status: status.name for status in StatusCode}
 
 
 def receipt_record(receipt: Receipt, layer: int, index: int) -> dict[str, Any]:
@@ -30,7 +35,7 @@ def receipt_record(receipt: Receipt, layer: int, index: int) -> dict[str, Any]:
         "layer": layer,
         "index": index,
         "status": int(receipt.status),
-        "status_name": receipt.status.name,
+        "status_name": _STATUS_NAMES[receipt.status],
         "reason": receipt.reason,
         "principal": receipt.principal,
         "nonce": receipt.nonce,
@@ -46,6 +51,7 @@ def receipt_record(receipt: Receipt, layer: int, index: int) -> dict[str, Any]:
 
 
 def encode_receipt(record: dict[str, Any]) -> bytes:
+    """msgpack of the record: what is stored and what the receipts root hashes."""
     encoded: bytes = msgpack.packb(record, use_bin_type=True)
     return encoded
 
@@ -98,6 +104,8 @@ def apply_genesis(host: InMemoryHost, config: DevnetConfig) -> None:
 @dataclass(frozen=True)
 class LayerOutcome:
     receipts: list[dict[str, Any]]
+    #: `encode_receipt` of each receipt, made once for the root and for storage.
+    encoded_receipts: list[bytes]
     receipts_root: bytes
     writes: dict[bytes, bytes | None]
 
@@ -115,7 +123,8 @@ def execute_block(
     for item in ordered_transactions(block, config.l1.block_gas_limit):
         if skip_tx is not None and item.tx.id == skip_tx:
             continue  # test-only fault: a cheating executor drops this transaction
-        receipt = apply_transaction(host, item.raw, tconfig, relay=item.beneficiary)
+        # The block rule has decoded the transaction already: apply that, not the bytes.
+        receipt = apply_decoded(host, item.tx, tconfig, relay=item.beneficiary)
         receipts.append(receipt_record(receipt, block.layer, len(receipts)))
-    root = merkle_root([encode_receipt(r) for r in receipts])
-    return LayerOutcome(receipts, root, changes(host, db))
+    encoded = [encode_receipt(r) for r in receipts]
+    return LayerOutcome(receipts, encoded, merkle_root(encoded), changes(host, db))

@@ -25,6 +25,7 @@ from athena_vm.scale import (
     Struct,
     UInt,
     Vec,
+    compact_at,
     encode_bytes,
     encode_compact,
     encode_option,
@@ -250,3 +251,21 @@ def test_every_truncation_raises_scale_error(value: Multisig, data: st.DataObjec
     cut = data.draw(st.integers(0, len(encoded) - 1))
     with pytest.raises(ScaleError):
         MULTISIG.decode(encoded[:cut])
+
+
+@given(st.binary(max_size=6), st.integers(0, 6))
+def test_compact_at_reads_what_the_decoder_reads_or_declines(raw: bytes, position: int) -> None:
+    value, after = compact_at(raw, position)
+    if value < 0:
+        assert after == position
+        return
+    decoder = Decoder(raw)
+    decoder.pos = position
+    assert (decoder.compact(), decoder.pos) == (value, after)
+    assert value < 1 << 30
+
+
+@given(st.integers(0, (1 << 30) - 1))
+def test_compact_at_reads_every_small_value(value: int) -> None:
+    assert compact_at(b"x" + encode_compact(value), 1) == (value, 1 + len(encode_compact(value)))
+    assert compact_at(encode_compact(1 << 30), 0) == (-1, 0)

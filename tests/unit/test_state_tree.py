@@ -14,6 +14,7 @@ from devnet.state_tree import (
     EMPTY_ROOT,
     LevelDBNodeStore,
     MemoryNodeStore,
+    NodeCache,
     Proof,
     ProofLeaf,
     StateTree,
@@ -344,3 +345,56 @@ def test_leveldb_prefixed_db_without_a_batch(tmp_path: Path):
         assert root_disk == root_mem
     assert all(key.startswith(b"tree/") for key, _ in db)
     db.close()
+
+
+def _live_nodes(tree: StateTree, root: bytes) -> set[bytes]:
+    """The hashes of every node under `root`."""
+    out: set[bytes] = set()
+    stack = [root]
+    while stack:
+        node_hash = stack.pop()
+        if node_hash == EMPTY_ROOT:
+            continue
+        out.add(node_hash)
+        node = tree.store.get(node_hash)
+        assert node is not None
+        if node[0] == 0x02:
+            stack += [node[1:33], node[33:65]]
+    return out
+
+
+@pytest.mark.parametrize("max_nodes", [1, 7, 1_000_000])
+def test_node_cache_changes_no_root_and_tracks_the_newest_tree(tmp_path: Path, max_nodes: int):
+    layers = _layers(13, 10)
+    memory = StateTree(MemoryNodeStore())
+    cache = NodeCache(max_nodes)
+    db = plyvel.DB(str(tmp_path / "db"), create_if_missing=True)
+    mem_root = disk_root = EMPTY_ROOT
+    for changes in layers:
+        mem_root = memory.update(mem_root, changes)
+        with db.write_batch(transaction=True) as batch:
+            tree = StateTree(LevelDBNodeStore(db, batch, prefix=b"n/", cache=cache))
+            items = sorted(changes.items())  # two chained updates in one batch
+            half = tree.update(disk_root, dict(items[: len(items) // 2]))
+            disk_root = tree.update(half, dict(items[len(items) // 2 :]))
+        assert disk_root == mem_root
+        assert len(cache) <= max_nodes
+        if max_nodes > 1000:  # nothing evicted: exactly the nodes of the newest tree
+            live = _live_nodes(memory, mem_root)
+            assert all(cache.get(h) for h in live) and len(cache) == len(live)
+    reader = StateTree(LevelDBNodeStore(db, prefix=b"n/", cache=cache))
+    for key in {k for changes in layers for k in changes}:
+        assert reader.get(disk_root, key) == memory.get(mem_root, key)
+        assert reader.prove(disk_root, key) == memory.prove(mem_root, key)
+    db.close()
+
+
+def test_node_cache_bounds():
+    cache = NodeCache(3)
+    cache.add_many({bytes([i]) * 32: bytes([i]) for i in range(5)})
+    assert len(cache) == 3 and cache.get(bytes(32)) is None  # the oldest went first
+    assert cache.get(bytes([4]) * 32) == b"\x04"
+    cache.discard_many([bytes([4]) * 32, bytes([9]) * 32])
+    assert len(cache) == 2
+    with pytest.raises(ValueError):
+        NodeCache(0)

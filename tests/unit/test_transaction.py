@@ -1,5 +1,7 @@
 """The Athena transaction: layout, signing, id, strict decoding, wallet selectors."""
 
+from dataclasses import replace
+
 import blake3
 import pytest
 from hypothesis import given
@@ -12,6 +14,8 @@ from devnet.keys import derive_test_key
 from devnet.transaction import (
     MAX_TX_SIZE,
     Transaction,
+    _decode_strict,
+    _decode_usual,
     decode_payload_bytes,
     decode_transaction,
     encode_payload,
@@ -172,12 +176,29 @@ transactions = st.builds(
 )
 
 
+def reencoded(tx: Transaction) -> bytes:
+    """The encoding of a fresh copy: a decoded transaction caches the bytes it came from,
+    so this is what shows that decoding is canonical."""
+    return replace(tx).encode()
+
+
 @given(tx=transactions)
 def test_round_trip(tx: Transaction) -> None:
     encoded = tx.encode()
     decoded = decode_transaction(encoded)
     assert decoded == tx
-    assert decoded.encode() == encoded and decoded.id == tx.id
+    assert decoded.encode() == encoded == reencoded(decoded) and decoded.id == tx.id
+
+
+@given(tx=transactions)
+def test_decoded_transaction_caches_what_encoding_would_compute(tx: Transaction) -> None:
+    decoded = decode_transaction(tx.encode())
+    fresh = replace(decoded)
+    assert decoded.unsigned_bytes() == fresh.unsigned_bytes() == tx.unsigned_bytes()
+    assert decoded.payload_bytes == fresh.payload_bytes == encode_payload(tx.payload)
+    assert decoded.id == fresh.id == blake3.blake3(tx.encode()).digest()
+    assert decoded.signing_bytes(GENESIS) == fresh.signing_bytes(GENESIS)
+    assert hash(decoded) == hash(tx)
 
 
 @given(tx=transactions, data=st.data())
@@ -191,7 +212,7 @@ def test_mutations_raise_only_transaction_error(tx: Transaction, data: st.DataOb
             decoded = decode_transaction(candidate)
         except TransactionError:
             continue
-        assert decoded.encode() == candidate
+        assert decoded.encode() == candidate == reencoded(decoded)
 
 
 @given(raw=st.binary(max_size=400))
@@ -200,7 +221,7 @@ def test_random_bytes_raise_only_transaction_error(raw: bytes) -> None:
         decoded = decode_transaction(b"\x04" + raw)
     except TransactionError:
         return
-    assert decoded.encode() == b"\x04" + raw
+    assert decoded.encode() == b"\x04" + raw == reencoded(decoded)
 
 
 @given(raw=st.binary(max_size=200))
@@ -210,3 +231,53 @@ def test_random_payload_bytes_raise_only_scale_error(raw: bytes) -> None:
     except ScaleError:
         return
     assert encode_payload(payload) == raw
+
+
+def strict_reading(data: bytes) -> tuple[object, ...] | str:
+    """What the `Decoder` path makes of `data`: the fields and bytes, or the error."""
+    try:
+        tx = _decode_strict(data)
+    except TransactionError as exc:
+        return str(exc)
+    return (tx, tx.unsigned_bytes(), tx.encode(), tx.payload_bytes, tx.id)
+
+
+def reading(data: bytes) -> tuple[object, ...] | str:
+    try:
+        tx = decode_transaction(data)
+    except TransactionError as exc:
+        return str(exc)
+    return (tx, tx.unsigned_bytes(), tx.encode(), tx.payload_bytes, tx.id)
+
+
+wide = st.builds(
+    Transaction,
+    principal=st.binary(min_size=24, max_size=24),
+    nonce=st.integers(0, 2**64 - 1) | st.integers(0, 2**31),
+    gas_limit=st.integers(0, 2**64 - 1) | st.integers(0, 2**31),
+    gas_price=st.integers(0, 2**64 - 1) | st.integers(0, 70),
+    payload=st.builds(
+        Payload, st.none() | st.binary(min_size=4, max_size=4), st.binary(max_size=20_000)
+    ),
+    template=st.none() | st.binary(min_size=24, max_size=24),
+    signature=st.binary(min_size=64, max_size=2048),
+)
+
+
+@given(tx=wide, data=st.data())
+def test_the_usual_shape_reads_as_the_decoder_does(tx: Transaction, data: st.DataObject) -> None:
+    encoded = bytearray(tx.encode())
+    assert reading(bytes(encoded)) == strict_reading(bytes(encoded))
+    position = data.draw(st.integers(0, len(encoded) - 1))
+    encoded[position] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(encoded)))
+    for candidate in (bytes(encoded), bytes(encoded[:cut]), bytes(encoded) + bytes(2000)):
+        assert reading(candidate) == strict_reading(candidate)
+
+
+def test_the_usual_shape_is_what_real_transactions_have() -> None:
+    signed = spend_tx(template=TEMPLATE).sign(KEY, GENESIS).encode()
+    assert _decode_usual(signed) == _decode_strict(signed)
+    big_nonce = spend_tx(nonce=2**40).sign(KEY, GENESIS).encode()
+    assert _decode_usual(big_nonce) is None  # the big-integer form: the Decoder reads it
+    assert decode_transaction(big_nonce).nonce == 2**40
