@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint typecheck unit soak bench clean
+.PHONY: up test lint typecheck unit soak bench bench-e2e clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(STAMP)
 	$(BIN)/devnet bench vm
 	$(BIN)/devnet bench executor
 	$(BIN)/devnet bench shadow
+
+# The whole devnet under load (starts its own devnet from configs/devnet.toml: its ports
+# must be free; pass another config with ARGS="--config FILE").
+bench-e2e: $(STAMP)
+	$(BIN)/devnet bench e2e --seconds 60 --wallets 200 $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

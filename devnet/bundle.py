@@ -89,7 +89,12 @@ def decode_bundle(data: bytes, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> Bun
         decoder.finish()
     except ScaleError as exc:
         raise BundleError(f"malformed bundle: {exc}") from None
-    return Bundle(submitter, nonce, beneficiary, txs, signature)
+    bundle = Bundle(submitter, nonce, beneficiary, txs, signature)
+    # Decoding is canonical, so these bytes are exactly what `encoded` would rebuild from
+    # the fields; keeping them spares re-encoding every transaction to compute the id
+    # (smeshers, relays and executors decode the same large bundles many times).
+    bundle.__dict__["encoded"] = bytes(data)
+    return bundle
 
 
 def check_bundle(bundle: Bundle, genesis_id: bytes) -> None:

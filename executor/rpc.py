@@ -22,6 +22,7 @@ REFUSED = 400
 #: every query for tens of seconds per call.
 ESTIMATE_MAX_GAS = 10_000_000
 MAX_LAYER = 2**64 - 1
+MAX_RECEIPTS = 1024
 
 
 def _address(address: bytes) -> bytes:
@@ -87,6 +88,13 @@ def register(server: RpcServer, node: "Executor", client: RpcClient) -> None:
             raise RpcError(NOT_FOUND, f"no receipt for transaction {tx_id.hex()}")
         return receipt
 
+    async def get_receipts(tx_ids: list[bytes]) -> list[dict[str, Any] | None]:
+        """Many receipts in one call (None where there is none): the relay collects a whole
+        layer's outcomes this way instead of one round trip per transaction."""
+        if len(tx_ids) > MAX_RECEIPTS:
+            raise RpcError(REFUSED, f"at most {MAX_RECEIPTS} ids per call, got {len(tx_ids)}")
+        return [store.receipt(tx_id) for tx_id in tx_ids]
+
     async def get_layer(layer: int) -> dict[str, Any]:
         record = store.layer(layer) if 0 <= layer <= MAX_LAYER else None
         if record is None:
@@ -144,6 +152,7 @@ def register(server: RpcServer, node: "Executor", client: RpcClient) -> None:
         ("get_storage", get_storage),
         ("get_template", get_template),
         ("get_receipt", get_receipt),
+        ("get_receipts", get_receipts),
         ("get_layer", get_layer),
         ("get_proof", get_proof),
         ("estimate", estimate),

@@ -9,8 +9,8 @@ Tasks in one nursery:
 - `_collect_outcomes`: once the executor has applied a layer, the included transactions of
   that layer become `executed` (with the receipt), or go back to the pool when the block
   rule cut them or the executor refused them on a state that has since moved on;
-- `_bundle_loop`: once per layer, (re)submit the outstanding bundle, rebuild it with the
-  same L1 nonce when it is overdue, or build a new one from the pool.
+- `_bundle_loop`: once per layer, halfway into it, (re)submit the outstanding bundle,
+  rebuild it with the same L1 nonce when it is overdue, or build a new one from the pool.
 
 One bundle is out at a time, under one L1 nonce. Rebuilding an overdue bundle keeps its
 nonce, so whichever incarnation a block takes, the others become stale: a transaction
@@ -22,6 +22,7 @@ is acknowledged, so a killed relay restarts where it was and re-submits what it 
 import os
 import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -36,20 +37,21 @@ from devnet.certified_block import certified_block
 from devnet.config import DevnetConfig
 from devnet.errors import (
     CertificateError,
+    DevnetError,
     RpcError,
-    TransactionError,
     TransactionRejected,
     WireError,
 )
 from devnet.l1 import l1_address
 from devnet.log import get_logger
 from devnet.state_transition import TransitionConfig
-from devnet.transaction import decode_transaction
-from devnet.wire import RpcClient, RpcServer, Topic
+from devnet.transaction import Transaction, decode_transaction
+from devnet.wire import ErrorCode, RpcClient, RpcServer, Topic
 from devnet.wire.subscription import EventSink
 from relay import admission
 from relay.pool import (
     DUPLICATE,
+    POOL_FULL,
     AccountView,
     Pool,
     PoolLimits,
@@ -61,9 +63,11 @@ from relay.pool import (
     remove,
     restore,
     revalidate,
+    saturated,
     select,
     unlock,
 )
+from relay.shortcut import WalletShortcut
 from relay.store import (
     BLOCKS,
     BUNDLED,
@@ -83,23 +87,31 @@ from relay.store import (
     put_status,
     put_tx,
 )
+from relay.views import ExecutorViews, Viewed
 
-OVERSIZED = "oversized"
-MALFORMED = "malformed"
-UNDERPRICED = "underpriced"
 INVALID = "invalid"
 
 CALL_TIMEOUT = 5.0
 SUBMIT_TIMEOUT = 2.0
 SUBMIT_FANOUT = 3
 RETRY = 0.5
-TEMPLATE_CACHE = 64
+#: When the relay bundles, as a fraction of the layer, and how long it waits for a late
+#: block that would resolve its outstanding bundle (see `_bundle_loop`).
+BUNDLE_PHASE = 0.5
+BUNDLE_LATEST = 0.8
+#: Transactions checked between two yields to the event loop (about 10 ms of VM work).
+CHECK_SLICE = 16
 #: Principals whose account is re-read from the executor per bundling round, best first.
 REFRESH_BUDGET = 256
 #: Submissions checked (executor round trip and VM) at once; others wait their turn.
 ADMISSION_CONCURRENCY = 16
-#: Executor queries in flight at once when collecting receipts or refreshing accounts.
-QUERY_CONCURRENCY = 32
+#: Announced layers whose executed ids are kept until their outcomes are collected.
+LAYER_IDS_KEPT = 64
+#: Receipts asked for in one `get_receipts` call (their reply stays far below a frame).
+RECEIPT_BATCH = 512
+#: Executor queries in flight at once when collecting receipts or refreshing accounts
+#: (the executor serves 64 requests per connection at a time).
+QUERY_CONCURRENCY = 64
 #: Bundle encoding outside the transactions: key, nonce (compact, ≤ 9), beneficiary,
 #: list length (compact, ≤ 4 up to 2^30 items), signature.
 BUNDLE_OVERHEAD = 32 + 9 + 24 + 4 + 64
@@ -116,6 +128,12 @@ class _Watch:
 def now_ms() -> int:
     """Wall-clock milliseconds: layers are wall-clock (genesis time + layer × duration)."""
     return time.time_ns() // 1_000_000
+
+
+def _template_of(principal: admission.Principal, tx: Transaction) -> bytes | None:
+    """The template whose `verify` checks `tx`: the principal's, or for an account not
+    spawned yet (possibly funded already), the one its self-spawn names."""
+    return principal.template if principal.template is not None else tx.template
 
 
 class Relay:
@@ -150,7 +168,8 @@ class Relay:
         self.exec_cursor = self.store.cursor(EXECUTED)
         self.executor_layer = -1
         self.view_layer: dict[bytes, int] = {}
-        self.templates: OrderedDict[bytes, bytes] = OrderedDict()
+        self.views = ExecutorViews(lambda method, **p: self._executor_call(method, **p))
+        self.shortcut = WalletShortcut()
         self.watches: dict[bytes, _Watch] = {}
         self.wake = trio.Event()
         self.admission = trio.Semaphore(ADMISSION_CONCURRENCY)
@@ -161,6 +180,11 @@ class Relay:
         self._pool_added: dict[bytes, PoolTx] = {}
         self._pool_deleted: set[bytes] = set()
         self._outstanding_dirty = False
+        self._batch_receipts = True
+        #: Whether the executor's layer stream is up (else the collector polls `status`).
+        self._executor_pushes = False
+        #: Executed ids of the layers the stream announced and outcomes not collected yet.
+        self._layer_ids: dict[int, list[bytes]] = {}
         self.executor: RpcClient
         self.smeshers: RpcClient
         self.submitters: list[RpcClient] = []
@@ -335,6 +359,7 @@ class Relay:
                     port = await nursery.start(server.serve, self.rc.host, self.rc.port)
                     nursery.start_soon(self._follow_blocks)
                     nursery.start_soon(self._collect_outcomes)
+                    nursery.start_soon(self._follow_executor)
                     nursery.start_soon(self._bundle_loop)
                     self.log.info(
                         "relay started",
@@ -351,57 +376,118 @@ class Relay:
     # --- admission ---------------------------------------------------------------------
 
     async def submit(self, raw: bytes) -> bytes:
-        """Admit one transaction; its id, or a `TransactionRejected` saying why not.
+        """Admit one transaction; its id, or a `TransactionRejected` saying why not (an
+        `RpcError` when the executor cannot be asked).
 
         A refusal changes nothing. An admitted transaction is durable before this returns.
         """
-        try:
-            return await self._submit(raw)
-        except TransactionRejected:
-            self.stats.rejected += 1
-            raise
+        (outcome,) = await self.submit_many([raw])
+        if isinstance(outcome, bytes):
+            return outcome
+        raise outcome
 
-    async def _submit(self, raw: bytes) -> bytes:
-        limit = self.tconfig.max_tx_size
-        if len(raw) > limit:
-            raise PoolRejection(
-                OVERSIZED, f"transaction of {len(raw)} bytes exceeds the {limit}-byte limit"
-            )
-        try:
-            tx = decode_transaction(raw, limit)
-        except TransactionError as exc:
-            raise PoolRejection(MALFORMED, str(exc)) from None
+    async def submit_many(self, raws: list[bytes]) -> list[bytes | DevnetError]:
+        """Admit a batch: for each transaction, in order, its id or why it was refused
+        (`TransactionRejected`, or an `RpcError` when the executor cannot be asked).
+
+        Cheaper per transaction than one `submit` each: one executor query per principal
+        (none for a principal already read at the executor's current layer) and one
+        durable write for the whole batch, made before this returns. A refusal changes
+        nothing, and a principal's nonces are admitted in the batch's order.
+        """
+        outcomes: list[bytes | DevnetError] = []
+        screened: dict[int, Transaction] = {}
+        for i, raw in enumerate(raws):
+            try:
+                screened[i] = self._screen(raw)
+                outcomes.append(b"")
+            except TransactionRejected as exc:
+                outcomes.append(exc)
+        if screened:
+            async with self.admission:
+                await self._check_and_admit(raws, screened, outcomes)
+        if any(isinstance(outcome, bytes) for outcome in outcomes):
+            self._commit()
+        self.stats.rejected += sum(isinstance(o, TransactionRejected) for o in outcomes)
+        return outcomes
+
+    def _screen(self, raw: bytes) -> Transaction:
+        """The checks that need nothing but the bytes and what the relay already tracks."""
+        tx = admission.screen(raw, self.tconfig.max_tx_size, self.rc.min_gas_price)
         known = self.active.get(tx.id)
         if known is not None:
             raise PoolRejection(
                 DUPLICATE, f"transaction {tx.id.hex()} is already known ({known.state})"
             )
-        if tx.gas_price < self.rc.min_gas_price:
-            raise PoolRejection(
-                UNDERPRICED,
-                f"gas price {tx.gas_price} is below this relay's minimum {self.rc.min_gas_price}",
-            )
-        async with self.admission:
-            layer = self.executor_layer
-            view = await self._executor_call("get_account", address=tx.principal)
-            principal = admission.Principal.from_view(view)
-            # A funded account that is not spawned yet exists without a template: its
-            # self-spawn names the template to verify with.
-            wanted = principal.template if principal.template is not None else tx.template
-            templates: dict[bytes, bytes] = {}
-            if wanted is not None:
-                code = await self._template(wanted)
-                if code is not None:
-                    templates[wanted] = code
+        if saturated(self.pool, len(raw)):
+            raise PoolRejection(POOL_FULL, "the pool is full of transactions in flight")
+        return tx
+
+    async def _check_and_admit(
+        self,
+        raws: list[bytes],
+        screened: dict[int, Transaction],
+        outcomes: list[bytes | DevnetError],
+    ) -> None:
+        """The executor's checks and the pool's rules for each screened transaction, in
+        order; the outcomes are filled in. Yields every `CHECK_SLICE` transactions, so a
+        large batch does not hold up block following or bundling."""
+        views = await self.views.principals(tx.principal for tx in screened.values())
+        templates = await self._templates_for(screened.values(), views)
+        for n, (i, tx) in enumerate(screened.items()):
+            if n and n % CHECK_SLICE == 0:
+                await trio.lowlevel.checkpoint()
+            outcomes[i] = self._check_one(raws[i], tx, views[tx.principal], templates)
+
+    async def _templates_for(
+        self, txs: Iterable[Transaction], views: dict[bytes, Viewed | RpcError]
+    ) -> dict[bytes, bytes | RpcError | None]:
+        """The code of every template the transactions' `verify` runs (a funded account
+        not spawned yet exists without a template: its self-spawn names the template)."""
+        wanted: set[bytes] = set()
+        for tx in txs:
+            viewed = views[tx.principal]
+            if not isinstance(viewed, RpcError):
+                address = _template_of(viewed[0], tx)
+                if address is not None:
+                    wanted.add(address)
+        codes: dict[bytes, bytes | RpcError | None] = {}
+        for address in wanted:
             try:
-                pooled = admission.check(raw, tx.principal, principal, templates, self.tconfig)
-            except PoolRejection:
-                raise
-            except TransactionRejected as exc:
-                raise PoolRejection(INVALID, exc.reason) from None
-        # From here to the commit nothing awaits: the pool, statuses and LevelDB agree.
-        result = admit(self.pool, pooled, principal.account)
-        self.view_layer[tx.principal] = layer
+                codes[address] = await self.views.template(address)
+            except RpcError as exc:
+                codes[address] = exc
+        return codes
+
+    def _check_one(
+        self,
+        raw: bytes,
+        tx: Transaction,
+        viewed: Viewed | RpcError,
+        templates: dict[bytes, bytes | RpcError | None],
+    ) -> bytes | DevnetError:
+        if isinstance(viewed, RpcError):
+            return viewed
+        principal, layer = viewed
+        address = _template_of(principal, tx)
+        code = templates.get(address) if address is not None else None
+        if isinstance(code, RpcError):
+            return code
+        known = {address: code} if address is not None and code is not None else {}
+        try:
+            pooled = admission.check(
+                raw, tx.principal, principal, known, self.tconfig, self.shortcut, tx
+            )
+            return self._admit(pooled, principal.account, layer)
+        except PoolRejection as exc:
+            return exc
+        except TransactionRejected as exc:
+            return PoolRejection(INVALID, exc.reason)
+
+    def _admit(self, pooled: PoolTx, account: AccountView, layer: int) -> bytes:
+        """The pool's rules, then the statuses (memory only: the caller commits)."""
+        result = admit(self.pool, pooled, account)
+        self.view_layer[pooled.principal] = layer
         stored = result.tx
         self._pool_added[stored.id] = stored
         self.active[stored.id] = status = TxStatus(stored.id, stored.principal, stored.nonce)
@@ -427,7 +513,6 @@ class Relay:
                     reason=f"evicted: the pool is full and gas price {victim.gas_price} "
                     "was among the lowest (or its predecessor was)",
                 )
-        self._commit()
         return stored.id
 
     async def _executor_call(self, method: str, **params: Any) -> Any:
@@ -439,22 +524,6 @@ class Relay:
             raise
         except WireError as exc:
             raise RpcError(503, f"the executor is unavailable: {exc}") from None
-
-    async def _template(self, address: bytes) -> bytes | None:
-        code = self.templates.get(address)
-        if code is not None:
-            self.templates.move_to_end(address)
-            return code
-        try:
-            code = bytes(await self._executor_call("get_template", address=address))
-        except RpcError as exc:
-            if exc.code == 404:
-                return None
-            raise
-        self.templates[address] = code
-        while len(self.templates) > TEMPLATE_CACHE:
-            self.templates.popitem(last=False)
-        return code
 
     # --- blocks ------------------------------------------------------------------------
 
@@ -542,6 +611,39 @@ class Relay:
 
     # --- execution outcomes ------------------------------------------------------------
 
+    async def _follow_executor(self) -> None:
+        """Applied layers as the executor announces them (`subscribe_layers`).
+
+        The relay then learns of a layer at once rather than at its next status poll: its
+        admission views of the previous layer are dropped before clients who watch the
+        executor submit again (a stale next nonce refuses their newer nonces as too
+        high), and collecting the layer's outcomes starts without waiting. While the
+        stream is down, the collector polls `status` as before.
+        """
+        while True:
+            try:
+                async with self.executor.subscribe("subscribe_layers") as layers:
+                    status = await self._executor_call("status")
+                    if status["applied_layer"] is not None:
+                        self._executor_applied(int(status["applied_layer"]), None)
+                    self._executor_pushes = True
+                    async for record in layers:
+                        self._executor_applied(int(record["layer"]), list(record["tx_ids"]))
+            except WireError as exc:
+                self.log.debug("executor layer stream interrupted", error=str(exc))
+            self._executor_pushes = False
+            await trio.sleep(RETRY)
+
+    def _executor_applied(self, layer: int, tx_ids: list[bytes] | None) -> None:
+        if tx_ids is not None:
+            self._layer_ids[layer] = tx_ids
+            while len(self._layer_ids) > LAYER_IDS_KEPT:
+                del self._layer_ids[min(self._layer_ids)]
+        if layer > self.executor_layer:
+            self.executor_layer = layer
+            self.views.advance(layer)
+            self._wake()
+
     async def _collect_outcomes(self) -> None:
         interval = self.config.network.layer_duration_ms / 4000
         while True:
@@ -554,11 +656,12 @@ class Relay:
                 await trio.sleep(RETRY)
 
     async def _collect_once(self) -> None:
-        status = await self._executor_call("status")
-        applied = status["applied_layer"]
-        if applied is None:
-            return
-        self.executor_layer = max(self.executor_layer, int(applied))
+        if not self._executor_pushes:
+            status = await self._executor_call("status")
+            applied = status["applied_layer"]
+            if applied is None:
+                return
+            self._executor_applied(int(applied), None)
         while (
             self.exec_cursor is not None
             and self.block_cursor is not None
@@ -570,6 +673,7 @@ class Relay:
             self.included.pop(layer, None)
             self.exec_cursor = layer
             self._commit({EXECUTED: layer})
+        await self._refresh_views()
 
     async def _gather_layer(
         self, layer: int
@@ -582,12 +686,14 @@ class Relay:
         accounts: dict[bytes, AccountView] = {}
         if not ids:
             return outcomes, accounts
-        record = await self._executor_call("get_layer", layer=layer)
-        executed = set(record["tx_ids"])
+        known = self._layer_ids.pop(layer, None)
+        if known is None:
+            known = (await self._executor_call("get_layer", layer=layer))["tx_ids"]
+        executed = set(known)
         for tx_id in ids:
             if tx_id not in executed:
                 outcomes[tx_id] = None
-        receipts = await self._query_many("get_receipt", "tx_id", [i for i in ids if i in executed])
+        receipts = await self._receipts([i for i in ids if i in executed])
         outcomes.update(receipts)
         for tx_id in ids:
             outcomes.setdefault(tx_id, None)  # listed but without a receipt: treat as cut
@@ -600,26 +706,52 @@ class Relay:
             accounts[principal] = AccountView(int(view["nonce"]), int(view["balance"]))
         return outcomes, accounts
 
+    async def _receipts(self, ids: list[bytes]) -> dict[bytes, dict[str, Any]]:
+        """The executor's receipts of these transactions (those it has): one
+        `get_receipts` call per `RECEIPT_BATCH` ids when the executor offers it, else one
+        `get_receipt` per id. At a thousand transactions a layer, single calls cost the
+        executor (whose one thread also applies the layers) and the relay more than the
+        rest of collecting outcomes."""
+        if self._batch_receipts:
+            try:
+                found: dict[bytes, dict[str, Any]] = {}
+                for start in range(0, len(ids), RECEIPT_BATCH):
+                    chunk = ids[start : start + RECEIPT_BATCH]
+                    replies = await self._executor_call("get_receipts", tx_ids=chunk)
+                    found.update((i, r) for i, r in zip(chunk, replies, strict=True) if r)
+                return found
+            except RpcError as exc:
+                if exc.code != ErrorCode.METHOD_NOT_FOUND:
+                    raise
+                self._batch_receipts = False  # an executor without it: one call per id
+        return await self._query_many("get_receipt", "tx_id", ids)
+
     async def _query_many(
         self, method: str, param: str, keys: list[bytes] | set[bytes]
     ) -> dict[bytes, dict[str, Any]]:
         """One executor query per key, `QUERY_CONCURRENCY` at a time. Raises the first
-        transport error (the caller retries the whole step); a key the executor does not
-        know (404) is left out."""
+        error (the caller retries the whole step; raised from inside the nursery, several
+        failures would escape as an ExceptionGroup that no `except WireError` catches); a
+        key the executor does not know (404) is left out."""
         results: dict[bytes, dict[str, Any]] = {}
+        errors: list[RpcError] = []
         limit = trio.CapacityLimiter(QUERY_CONCURRENCY)
 
         async def one(key: bytes) -> None:
             async with limit:
+                if errors:
+                    return
                 try:
                     results[key] = await self._executor_call(method, **{param: key})
                 except RpcError as exc:
                     if exc.code != 404:
-                        raise
+                        errors.append(exc)
 
         async with trio.open_nursery() as nursery:
             for key in keys:
                 nursery.start_soon(one, key)
+        if errors:
+            raise errors[0]
         return results
 
     def _apply_outcomes(
@@ -636,6 +768,7 @@ class Relay:
                 self._retry(status, f"included in layer {layer} but left out by the block rule")
             elif receipt["status"] != StatusCode.REJECTED:
                 self._finish(status, EXECUTED_STATE, receipt=receipt)
+                self._nonce_used(status.principal, status.nonce, layer)
             else:
                 account = accounts.get(status.principal)
                 reason = str(receipt.get("reason") or "refused by the executor")
@@ -647,24 +780,58 @@ class Relay:
             self.view_layer[principal] = layer
             self.pool.accounts[principal] = account
 
+    def _nonce_used(self, principal: bytes, nonce: int, layer: int) -> None:
+        """Our transaction with `nonce` ran at `layer`: the principal's next nonce is past
+        it. Bundles select each principal's transactions from its next nonce on, so
+        without this a principal's newer transactions would wait for a re-read of its
+        account — an executor query on the way to every bundle, stalled whenever the
+        executor is busy applying a layer."""
+        view = self.pool.accounts.get(principal)
+        if view is not None and view.nonce <= nonce:
+            self.pool.accounts[principal] = AccountView(nonce + 1, view.balance)
+            self.view_layer[principal] = max(self.view_layer.get(principal, -1), layer)
+
     # --- bundling ----------------------------------------------------------------------
 
     async def _bundle_loop(self) -> None:
+        """Bundle once per layer, `BUNDLE_PHASE` into it.
+
+        The smeshers build the next block at the layer's start, so a bundle sent halfway
+        through still makes it, and carries every transaction that arrived meanwhile: the
+        earlier a bundle goes out, the longer what it carries waits for the block. If the
+        outstanding bundle's block is certified late, the round waits for it (until
+        `BUNDLE_LATEST`) rather than re-sending that bundle and skipping a layer.
+        """
         network = self.config.network
         duration = network.layer_duration_ms
         while True:
             now = now_ms()
             layer = network.layer_at(now)
-            # A fifth into the layer: the smeshers build the next block at its start.
-            target = network.layer_start_ms(layer) + duration // 5
+            target = network.layer_start_ms(layer) + int(duration * BUNDLE_PHASE)
             if target <= now:
                 layer += 1
-                target = network.layer_start_ms(layer) + duration // 5
+                target = network.layer_start_ms(layer) + int(duration * BUNDLE_PHASE)
             await trio.sleep((target - now) / 1000)
+            latest = network.layer_start_ms(layer) + int(duration * BUNDLE_LATEST)
+            await self._await_resolution(latest)
             try:
                 await self._bundle_step(layer)
             except WireError as exc:
                 self.log.warning("bundling round failed", layer=layer, error=str(exc))
+
+    async def _await_resolution(self, until_ms: int) -> None:
+        """Wait (at most until `until_ms`) for the block that resolves the outstanding
+        bundle, when one is out and this layer's block (built from the pools at the
+        layer's start, so the one that can take it) is not processed yet."""
+        while self.outstanding is not None:
+            expected = self.config.network.layer_at(now_ms())
+            if self.block_cursor is not None and self.block_cursor >= expected:
+                return  # the latest block did not take it: re-send (or rebuild) it
+            left = until_ms - now_ms()
+            if left <= 0:
+                return
+            with trio.move_on_after(left / 1000):
+                await self.wake.wait()
 
     async def _bundle_step(self, layer: int) -> None:
         outstanding = self.outstanding
@@ -679,7 +846,6 @@ class Relay:
         if self.pool.pending_count() == 0:
             return
         account = await self.smeshers.call("get_l1_account", address=self.l1_address)
-        await self._refresh_views()
         if self.outstanding is not None:
             return  # cannot happen (only this task builds), but never build two
         nonce = max(int(account["nonce"]), self.stats.last_l1_nonce + 1)
@@ -745,7 +911,6 @@ class Relay:
                 self._resolve_outstanding()
                 self._commit()
             return
-        await self._refresh_views()
         if self.outstanding is not old:
             return  # a block resolved it while we waited
         carried: list[PoolTx] = []
@@ -820,7 +985,7 @@ class Relay:
             for tx in self.pool.principal_txs(principal)
             if tx.nonce < account.nonce and tx.id not in self.pool.locked
         ]
-        receipts = await self._query_many("get_receipt", "tx_id", used)
+        receipts = await self._receipts(used)
         changed = False
         for principal, account in views.items():
             self.view_layer[principal] = layer
@@ -905,4 +1070,10 @@ class Relay:
             "executed": self.stats.executed,
             "dropped": self.stats.dropped,
             "mempool": self.mempool(),
+            "admission": {
+                "account_reads": self.views.queries,
+                "account_reads_saved": self.views.hits,
+                "wallet_shortcut": self.shortcut.enabled,
+                "wallet_shortcut_taken": self.shortcut.taken,
+            },
         }

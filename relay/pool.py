@@ -170,6 +170,16 @@ def admit(pool: Pool, tx: PoolTx, account: AccountView) -> Admission:
     return Admission(stored, replaced, evicted)
 
 
+def saturated(pool: Pool, size: int) -> bool:
+    """Whether no transaction of `size` bytes could enter, whatever it is: the pool is at
+    a cap and everything in it is in flight (nothing to evict, nothing to replace). The
+    relay refuses such a newcomer (`pool_full`) before checking its signature."""
+    if pool.pending_count() > 0:
+        return False
+    limits = pool.limits
+    return len(pool.txs) >= limits.max_txs or pool.total_bytes + size > limits.max_bytes
+
+
 def _replaced(pool: Pool, tx: PoolTx, by_nonce: dict[int, bytes]) -> PoolTx | None:
     old_id = by_nonce.get(tx.nonce)
     if old_id is None:

@@ -3,13 +3,15 @@
 Refusals of `submit_tx` are RpcErrors whose message starts with the rule's kind
 (`stale_nonce: …`, see `relay.pool` and `relay.node`), with the code telling a client what
 to do: 400 the transaction is wrong, 409 it is already known, 429 the relay is full (try
-later or pay more), 503 the executor is unreachable.
+later or pay more), 503 the executor is unreachable. `submit_txs` admits a batch with one
+executor query per principal and one durable write, and answers each transaction with its
+id or with the error `submit_tx` would have raised.
 """
 
 from typing import TYPE_CHECKING, Any
 
 from devnet.config import RelayConfig
-from devnet.errors import RpcError, TransactionRejected, WireError
+from devnet.errors import DevnetError, RpcError, TransactionRejected, WireError
 from devnet.wire import FrameLimits, RpcServer, ServerConfig
 from devnet.wire.subscription import EventSink
 from relay.pool import DUPLICATE, POOL_FULL, PRINCIPAL_FULL, PoolRejection
@@ -22,6 +24,8 @@ NOT_FOUND = 404
 KNOWN = 409
 BUSY = 429
 UNAVAILABLE = 503
+#: Transactions in one `submit_txs` call; the request frame's size bounds it too.
+MAX_BATCH = 1024
 
 _CODES = {DUPLICATE: KNOWN, POOL_FULL: BUSY, PRINCIPAL_FULL: BUSY}
 
@@ -43,6 +47,16 @@ def rejection(exc: TransactionRejected) -> RpcError:
     return RpcError(REJECTED, f"invalid: {exc.reason}")
 
 
+def batch_result(outcome: bytes | DevnetError) -> dict[str, Any]:
+    """One entry of a `submit_txs` reply."""
+    if isinstance(outcome, bytes):
+        return {"id": outcome}
+    error = rejection(outcome) if isinstance(outcome, TransactionRejected) else outcome
+    if not isinstance(error, RpcError):
+        error = RpcError(UNAVAILABLE, str(error))
+    return {"error": {"code": error.code, "message": error.message}}
+
+
 def register(server: RpcServer, relay: "Relay") -> None:
     async def status() -> dict[str, Any]:
         return relay.status()
@@ -53,6 +67,15 @@ def register(server: RpcServer, relay: "Relay") -> None:
             return await relay.submit(tx)
         except TransactionRejected as exc:
             raise rejection(exc) from None
+
+    async def submit_txs(txs: list[bytes]) -> list[dict[str, Any]]:
+        """Admit a batch; per transaction, in order, `{id}` once it is durably in the pool
+        or `{error: {code, message}}` as `submit_tx` would refuse it. One call admits up to
+        `MAX_BATCH` transactions for the price of one request (and counts as one against
+        the connection's rate limit)."""
+        if len(txs) > MAX_BATCH:
+            raise RpcError(REJECTED, f"a batch holds at most {MAX_BATCH} transactions")
+        return [batch_result(outcome) for outcome in await relay.submit_many(txs)]
 
     async def tx_status(id: bytes) -> dict[str, Any]:
         """{id, state, layer, block_id, receipt, reason, attempts}; state is pending,
@@ -88,6 +111,7 @@ def register(server: RpcServer, relay: "Relay") -> None:
     for name, fn in (
         ("status", status),
         ("submit_tx", submit_tx),
+        ("submit_txs", submit_txs),
         ("tx_status", tx_status),
         ("mempool", mempool),
         ("estimate", estimate),

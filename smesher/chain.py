@@ -25,6 +25,7 @@ MAX_POOL_BUNDLES = 10_000
 MAX_POOL_BYTES = 256 * 1024 * 1024
 MAX_POOL_L1_TXS = 10_000
 MAX_BLOCK_BYTES = 8 * 1024 * 1024
+MAX_CHECKED_BUNDLES = 4096
 
 
 class ChainError(DevnetError):
@@ -50,6 +51,8 @@ class Chain:
         self.l1_txs: dict[bytes, L1Tx] = {}
         self._pool_bytes = 0
         self._validity: dict[bytes, bool] = {}
+        #: Ids of bundles whose signature and transactions were checked (see `_check_bundle`).
+        self._checked: set[bytes] = set()
         store.init_genesis(self.genesis_id, config.l1.genesis)
 
     @property
@@ -67,10 +70,7 @@ class Chain:
             raise ChainError(
                 f"bundle of {len(bundle.encoded)} bytes exceeds {self.config.l1.max_bundle_bytes}"
             )
-        try:
-            check_bundle(bundle, self.genesis_id)
-        except BundleError as exc:
-            raise ChainError(str(exc)) from None
+        self._check_bundle(bundle, "")
         account = self.store.accounts.get(bundle.payer)
         nonce = account.nonce if account else 0
         balance = account.balance if account else 0
@@ -99,6 +99,21 @@ class Chain:
             raise ChainError("L1 transaction pool is full, retry later")
         self.l1_txs[tx.id] = tx
         return True
+
+    def _check_bundle(self, bundle: Bundle, context: str) -> None:
+        """`check_bundle`, once per bundle id. A bundle is admitted, then checked again in
+        every candidate block that carries it, and each check decodes every transaction
+        it carries; its verdict depends only on its bytes (which its id hashes) and the
+        genesis id, so the first one stands."""
+        if bundle.id in self._checked:
+            return
+        try:
+            check_bundle(bundle, self.genesis_id)
+        except BundleError as exc:
+            raise ChainError(f"{context}{exc}") from None
+        if len(self._checked) >= MAX_CHECKED_BUNDLES:
+            self._checked.clear()
+        self._checked.add(bundle.id)
 
     def _prune_pools(self) -> None:
         accounts = self.store.accounts
@@ -168,10 +183,7 @@ class Chain:
                 raise ChainError(
                     f"invalid bundle in block: {len(bundle.encoded)} bytes exceeds {limit}"
                 )
-            try:
-                check_bundle(bundle, self.genesis_id)
-            except BundleError as exc:
-                raise ChainError(f"invalid bundle in block: {exc}") from None
+            self._check_bundle(bundle, "invalid bundle in block: ")
         for tx in block.l1_txs:
             if not tx.verify(self.genesis_id):
                 raise ChainError("invalid L1 transaction signature in block")

@@ -71,8 +71,10 @@ def register(server: RpcServer, node: "Smesher") -> None:
         acct = node.store.accounts.get(address)
         return {"balance": acct.balance if acct else 0, "nonce": acct.nonce if acct else 0}
 
-    async def peer_message(message: bytes, block: bytes | None) -> None:
-        node.on_peer_message(message, block)
+    async def peer_message(message: bytes, block: bytes | None) -> bool:
+        """An agreement message from a peer; True if we hold the block it came with, so
+        the peer stops attaching that block to its later messages."""
+        return node.on_peer_message(message, block)
 
     async def set_isolated(isolated: bool) -> dict[str, Any]:
         """Test fault: cut this smesher off from its peers (no agreement messages, gossip or

@@ -37,6 +37,8 @@ def _account_bytes(acct: Account) -> bytes:
 class ChainStore:
     def __init__(self, path: Path) -> None:
         self.db = open_db(path, StoreError)
+        #: Agreement records stored per layer (counted from the database on first use).
+        self._record_counts: dict[int, int] = {}
         self.accounts: dict[bytes, Account] = {
             key[1:]: Account(int.from_bytes(v[:8], "big"), int.from_bytes(v[8:], "big"))
             for key, v in self.db.iterator(prefix=_ACCOUNT)
@@ -101,13 +103,17 @@ class ChainStore:
             for key, _ in self.db.iterator(prefix=_layer_key(_RECORD, layer)):
                 batch.delete(key)
         self.accounts.update(changed)
+        for done in [lay for lay in self._record_counts if lay <= layer]:
+            del self._record_counts[done]
 
     def add_record(self, layer: int, record: bytes) -> None:
         """An agreement record (own vote or lock) that must survive a crash."""
-        seq = sum(
-            1 for _ in self.db.iterator(prefix=_layer_key(_RECORD, layer), include_value=False)
-        )
+        seq = self._record_counts.get(layer)
+        if seq is None:
+            prefix = _layer_key(_RECORD, layer)
+            seq = sum(1 for _ in self.db.iterator(prefix=prefix, include_value=False))
         self.db.put(_layer_key(_RECORD, layer) + seq.to_bytes(4, "big"), record, sync=True)
+        self._record_counts[layer] = seq + 1
 
     def records(self, layer: int) -> Iterator[bytes]:
         for _, value in self.db.iterator(prefix=_layer_key(_RECORD, layer)):

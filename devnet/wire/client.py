@@ -260,6 +260,9 @@ class RpcClient:
         self._log = get_logger(node).bind(component="wire")
         self._ids = count(1)
         self._session: _Session | None = None
+        #: Connections made so far: a change tells a caller that what it sent earlier
+        #: went to a peer that may since have restarted (and forgotten it).
+        self.sessions = 0
         self._failure: ConnectionClosed | None = None
         self._closed = False
         self._changed = trio.Event()
@@ -350,6 +353,7 @@ class RpcClient:
                     stream, self.endpoints[index], self.limits, self._next_id, self._log
                 )
                 self._session = session
+                self.sessions += 1
                 self._notify()
                 self._log.info(
                     "rpc.connected", endpoint=f"{session.endpoint[0]}:{session.endpoint[1]}"

@@ -3,7 +3,8 @@
 - 10 wallets send 20 transactions each through the relay: every one is executed with the
   right balances, subscribers see pending → bundled → included → executed, the relay's
   fee share and L1 spending add up.
-- Every refusal names its rule and changes nothing.
+- Every refusal names its rule and changes nothing; a batch (`submit_txs`) gets one answer
+  per transaction.
 - A flood of 10× the pool cap, from one principal and from many, keeps the pool within its
   caps, evicts the cheapest first, and honest transactions still land.
 - Killed right after persisting a bundle (before sending it) and killed again at a random
@@ -55,7 +56,7 @@ def start(tmp: Path, wallets: int, **relay: Any) -> Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = start(
         tmp_path_factory.mktemp("relay"),
-        14,
+        15,
         bundle_max_bytes=8192,
         min_gas_price=2,
         max_attempts=20,
@@ -289,6 +290,32 @@ async def test_every_rejection_names_its_reason_and_changes_nothing(cluster: Clu
         assert await relay.call("get_account", address=user(cfg, 12)[1]) == (
             await executor.call("get_account", address=user(cfg, 12)[1])
         )
+
+
+async def test_a_batch_is_admitted_with_one_answer_per_transaction(cluster: Cluster) -> None:
+    c, cfg = cluster, cluster.config
+    async with clients(c) as (relay, _, _):
+        first, second = spend(cfg, 14, 0, 5), spend(cfg, 14, 1, 5)
+        batch = [
+            first.encode(),
+            second.encode(),
+            first.encode(),
+            spend(cfg, 14, 2, 5, price=1).encode(),
+            b"\x01garbage bytes",
+        ]
+        results = await relay.call("submit_txs", txs=batch)
+        assert results[:2] == [{"id": first.id}, {"id": second.id}]
+        codes = [r["error"]["code"] for r in results[2:]]
+        kinds = [r["error"]["message"].split(":")[0] for r in results[2:]]
+        assert codes == [409, 400, 400] and kinds == ["duplicate", "underpriced", "malformed"]
+
+        async def executed() -> bool:
+            states = [(await relay.call("tx_status", id=t.id))["state"] for t in (first, second)]
+            return states == ["executed", "executed"]
+
+        await until(executed, 30, c, "for the batch to execute")
+        with pytest.raises(RpcError, match="at most"):
+            await relay.call("submit_txs", txs=[b"\x00"] * 1025)
 
 
 # --- flood ---------------------------------------------------------------------------------

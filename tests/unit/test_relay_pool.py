@@ -25,6 +25,7 @@ from relay.pool import (
     ready_chain,
     remove,
     revalidate,
+    saturated,
     select,
     unlock,
 )
@@ -267,3 +268,16 @@ def test_random_operations_keep_the_invariants() -> None:
         assert all(len(v) <= limits.max_per_principal for v in pool.nonces.values())
         assert pool.locked <= pool.txs.keys()
         assert len(pool.cheapest) <= 2 * len(pool.txs) + 64 + 1000
+
+
+def test_a_pool_full_of_in_flight_transactions_is_saturated() -> None:
+    pool = Pool(PoolLimits(max_txs=2, max_bytes=10_000, max_per_principal=10))
+    first, second = make(1, 0), make(1, 1)
+    admit(pool, first, RICH)
+    assert not saturated(pool, 100)
+    admit(pool, second, RICH)
+    assert not saturated(pool, 100)  # full, but a better newcomer could evict a pending one
+    lock(pool, [first.id, second.id])
+    assert saturated(pool, 100)
+    unlock(pool, [second.id])
+    assert not saturated(pool, 100)
