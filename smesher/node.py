@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from devnet.block import Block, decode_block
+from devnet.block import Block, block_id, decode_block
 from devnet.certificate import Certificate
 from devnet.certified_block import certified_block
 from devnet.config import DevnetConfig
@@ -45,6 +45,14 @@ MAX_BUFFERED_MESSAGES = 4096
 MAX_CANDIDATES = 64
 
 
+CallKey = tuple[str, tuple[tuple[str, Any], ...]]
+
+
+def call_key(method: str, params: dict[str, Any]) -> CallKey:
+    """What makes two peer calls identical: the method and its params (bytes or None)."""
+    return method, tuple(sorted(params.items()))
+
+
 @dataclass
 class Peer:
     """A connection to another smesher and the calls waiting to go out on it.
@@ -55,10 +63,69 @@ class Peer:
 
     name: str
     client: RpcClient
-    outbox: deque[tuple[str, dict[str, Any]]] = field(
+    #: (method, params, the block the call carries if the peer lacks it)
+    outbox: deque[tuple[str, dict[str, Any], Block | None]] = field(
         default_factory=lambda: deque(maxlen=PEER_QUEUE)
     )
     wake: trio.Event = field(default_factory=trio.Event)
+    #: Ids of blocks the peer said it holds, on its current connection (`client.sessions`).
+    has_blocks: set[bytes] = field(default_factory=set)
+    session: int = 0
+    #: `call_key`s of the calls queued or in flight (see `queue`).
+    pending: set[CallKey] = field(default_factory=set)
+
+    def queue(self, method: str, params: dict[str, Any], block: Block | None) -> None:
+        """Queue a call unless an identical one is still queued or in flight.
+
+        A node stuck in a round re-broadcasts its messages every resend interval, to
+        repair *lost* messages. On a loaded machine a peer's calls drain slower than that:
+        queuing every copy filled the outbox with duplicates, so a fresh vote waited
+        behind seconds of stale copies, every round timed out before its votes arrived,
+        and a layer took 20 rounds and more (rounds only outgrow a delay slowly). A copy
+        of a call that has not gone out yet repairs nothing, so it is skipped; once the
+        call is done (delivered or failed) the next resend queues it again.
+        """
+        key = call_key(method, params)
+        if key in self.pending:
+            return
+        if len(self.outbox) == PEER_QUEUE:  # drop the oldest, and forget it
+            old_method, old_params, _ = self.outbox.popleft()
+            self.pending.discard(call_key(old_method, old_params))
+        self.pending.add(key)
+        self.outbox.append((method, params, block))
+        self.wake.set()
+
+    def clear(self) -> None:
+        """Drop every queued call (calls in flight forget their key when they end)."""
+        for method, params, _ in self.outbox:
+            self.pending.discard(call_key(method, params))
+        self.outbox.clear()
+
+    def lacks(self, block: Block) -> bool:
+        """Whether a call should carry `block`: not known to be held by the peer. A new
+        connection may be to a restarted peer, which holds nothing."""
+        if self.session != self.client.sessions:
+            self.session = self.client.sessions
+            self.has_blocks.clear()
+        return block.id not in self.has_blocks
+
+    def holds(self, block: Block, session: int) -> None:
+        if session == self.client.sessions:
+            if len(self.has_blocks) >= MAX_CANDIDATES:
+                self.has_blocks.clear()
+            self.has_blocks.add(block.id)
+
+
+PERSIST, BROADCAST, DECIDED = "persist", "broadcast", "decided"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One agreement output to perform in order: a record to write, a message to send, a
+    decision to commit."""
+
+    kind: str
+    args: tuple[Any, ...]
 
 
 def now_ms() -> int:
@@ -84,6 +151,9 @@ class Smesher:
         self.nursery: trio.Nursery | None = None
         #: Cut off from its peers by `set_isolated` (a test partition).
         self.isolated = False
+        #: Agreement outputs waiting for a record to be written first (see `_effects_loop`).
+        self.effects: deque[Effect] = deque()
+        self.effects_wake = trio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -98,6 +168,7 @@ class Smesher:
                         await self._connect(nursery, other.name, f"{other.host}:{other.port}")
                 nursery.start_soon(self._consensus_loop)
                 nursery.start_soon(self._sync_loop)
+                nursery.start_soon(self._effects_loop)
                 self.log.info("smesher started", port=port, next_layer=self.chain.next_layer)
                 task_status.started(port)
         finally:
@@ -120,25 +191,47 @@ class Smesher:
                 peer.wake = trio.Event()
                 while peer.outbox:
                     await limiter.acquire()
+                    if not peer.outbox:  # emptied meanwhile (`isolate`)
+                        limiter.release()
+                        break
                     calls.start_soon(self._call_peer, peer, limiter, *peer.outbox.popleft())
 
     async def _call_peer(
-        self, peer: Peer, limiter: trio.Semaphore, method: str, params: dict[str, Any]
+        self,
+        peer: Peer,
+        limiter: trio.Semaphore,
+        method: str,
+        params: dict[str, Any],
+        block: Block | None,
     ) -> None:
+        """One call; a block goes along only if the peer is not known to hold it, and
+        the peer's answer (True: it holds the block now) spares sending it again."""
+        key = call_key(method, params)
         try:
-            await peer.client.request(method, params, timeout=PEER_CALL_TIMEOUT)
+            session = peer.client.sessions
+            carried = block if block is not None and peer.lacks(block) else None
+            if carried is not None:
+                params = {**params, "block": carried.encoded}
+            held = await peer.client.request(method, params, timeout=PEER_CALL_TIMEOUT)
+            if carried is not None and held is True:
+                peer.holds(carried, session)
         except WireError:
             pass  # the agreement resends; sync covers what is lost for good
         finally:
+            peer.pending.discard(key)
             limiter.release()
 
-    def to_peers(self, method: str, params: dict[str, Any]) -> None:
-        """Queue a call to every peer without waiting; a full outbox drops its oldest."""
+    def to_peers(self, method: str, params: dict[str, Any], block: Block | None = None) -> None:
+        """Queue a call to every peer without waiting; a full outbox drops its oldest.
+
+        `block` is attached (as the `block` param) for the peers that may lack it: a
+        proposal or decision of a block of a few hundred kilobytes is re-sent many times
+        in a slow layer, and sending the block each time was most of the bytes they sent.
+        """
         if self.isolated:
             return
         for peer in self.peers:
-            peer.outbox.append((method, params))
-            peer.wake.set()
+            peer.queue(method, params, block)
 
     # --- the layer loop --------------------------------------------------------------
 
@@ -190,24 +283,62 @@ class Smesher:
         return valid
 
     def _perform(self, agreement: Agreement, outputs: list[Output]) -> None:
+        """Perform the agreement's outputs, in order where order matters (see `_effects_loop`)."""
         for out in outputs:
             if isinstance(out, Persist):
-                self.store.add_record(agreement.layer, encode_message(out.record))
+                self._effect(Effect(PERSIST, (agreement.layer, encode_message(out.record))))
             elif isinstance(out, Broadcast):
-                self.to_peers("peer_message", self._envelope(out.message))
+                self._effect(Effect(BROADCAST, self._envelope(out.message)))
             elif isinstance(out, ScheduleTimeout):
                 assert self.nursery is not None
                 self.nursery.start_soon(self._timer, agreement, out)
             elif isinstance(out, Decided):
-                self._decided(agreement.layer, out.value, out.certificate)
+                self._effect(Effect(DECIDED, (agreement.layer, out.value, out.certificate)))
 
-    def _envelope(self, message: Message) -> dict[str, Any]:
+    def _effect(self, effect: Effect) -> None:
+        """Perform a broadcast or a decision now if nothing is waiting to be written,
+        else after what is; a record to persist always goes to the writer."""
+        if effect.kind != PERSIST and not self.effects:
+            self._apply(effect)
+            return
+        self.effects.append(effect)
+        self.effects_wake.set()
+
+    def _apply(self, effect: Effect) -> None:
+        if effect.kind == BROADCAST:
+            params, block = effect.args
+            self.to_peers("peer_message", params, block)
+        elif effect.kind == DECIDED and effect.args[0] == self.chain.next_layer:
+            self._decided(*effect.args)  # unless sync committed the layer meanwhile
+
+    async def _effects_loop(self) -> None:
+        """Write agreement records, each before the outputs that follow it.
+
+        A record is written with fsync so that a restarted node never signs a conflicting
+        vote; on a machine whose disk is shared by busy processes one fsync took up to a
+        tenth of a second, and done inline it froze the node's whole event loop (messages,
+        timers, its RPC) that long, several times a layer. In a worker thread it holds up
+        only what must wait for it: the broadcasts and the decision queued behind it.
+        """
+        while True:
+            while not self.effects:
+                await self.effects_wake.wait()
+                self.effects_wake = trio.Event()
+            effect = self.effects[0]
+            if effect.kind == PERSIST:
+                await trio.to_thread.run_sync(self.store.add_record, *effect.args)
+            else:
+                self._apply(effect)
+            self.effects.popleft()
+
+    def _envelope(self, message: Message) -> tuple[dict[str, Any], Block | None]:
+        """A `peer_message` call's params, and the block a proposal or decision names
+        (attached for the peers that may lack it, see `to_peers`)."""
         params: dict[str, Any] = {"message": encode_message(message), "block": None}
-        if isinstance(message, Proposal | Decision):
-            block = self.candidates.get(message.value[0]) if len(message.value) == 1 else None
-            if block is not None:
-                params["block"] = block.encoded
-        return params
+        block = None
+        if isinstance(message, Proposal | Decision) and len(message.value) == 1:
+            block = self.candidates.get(message.value[0])
+        return params, block
 
     async def _timer(self, agreement: Agreement, out: ScheduleTimeout) -> None:
         await trio.sleep(out.delay_ms / 1000)
@@ -257,15 +388,30 @@ class Smesher:
             "l1_state_hash": self.store.state_hash(layer),
         }
 
-    def _remember_block(self, raw: bytes | None) -> None:
+    def _remember_block(self, raw: bytes | None) -> bool:
+        """Keep a candidate block a peer sent with a proposal or a decision; whether we
+        hold it now (the sender then stops attaching it, see `to_peers`).
+
+        A peer may still send the same block a few times (calls already in flight); one
+        of a past layer, or already known by its id (the hash of its bytes, as decoding
+        is canonical), is not decoded again.
+        """
         if raw is None:
-            return
+            return False
+        if len(raw) < 8 or int.from_bytes(raw[:8], "little") < self.chain.next_layer:
+            return False  # the encoding starts with the layer, a u64 (a bad one fails below)
+        if block_id(raw) in self.candidates:
+            return True
+        if len(self.candidates) >= MAX_CANDIDATES:
+            return False
         try:
             block = decode_block(raw)
         except DevnetError:
-            return
-        if block.layer >= self.chain.next_layer and len(self.candidates) < MAX_CANDIDATES:
-            self.candidates.setdefault(block.id, block)
+            return False
+        if block.layer < self.chain.next_layer:
+            return False
+        self.candidates.setdefault(block.id, block)
+        return True
 
     def isolate(self, isolated: bool) -> None:
         if isolated != self.isolated:
@@ -273,17 +419,18 @@ class Smesher:
         self.isolated = isolated
         if isolated:
             for peer in self.peers:
-                peer.outbox.clear()
+                peer.clear()
 
-    def on_peer_message(self, message: bytes, block: bytes | None) -> None:
+    def on_peer_message(self, message: bytes, block: bytes | None) -> bool:
+        """Handle an agreement message; whether we hold the block it came with."""
         if self.isolated:
-            return
+            return False
         try:
             msg = decode_message(message)
         except DevnetError:
-            return
+            return False
         layer = msg.certificate.layer if isinstance(msg, Decision) else msg.layer
-        self._remember_block(block)
+        held = self._remember_block(block)
         agreement = self.agreement
         if agreement is not None and layer == agreement.layer:
             self._perform(agreement, agreement.on_message(msg))
@@ -291,6 +438,7 @@ class Smesher:
             pending = self.future[layer]
             if len(pending) < MAX_BUFFERED_MESSAGES:
                 pending.append((msg, block))
+        return held
 
     # --- sync ------------------------------------------------------------------------
 
