@@ -14,6 +14,8 @@ NUM_REGISTERS = 16
 SINK = NUM_REGISTERS
 #: Bound on the return data, the input stream and the logs of one execution.
 MAX_STREAM_BYTES = 4 * 1024 * 1024
+#: Gas charged for every executed instruction, ecall included.
+GAS_PER_INSTRUCTION = 4
 
 
 @dataclass(slots=True, eq=False)

@@ -12,10 +12,14 @@ app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 
 @app.command("vm")
 def vm_command(
-    seconds: float = typer.Option(3.0, help="minimum run time per guest"),
+    seconds: float = typer.Option(3.0, help="minimum run time per guest and engine"),
+    repeat: Annotated[
+        int, typer.Option(help="measured runs per guest and engine; the fastest counts", min=1)
+    ] = 1,
 ) -> None:
-    """Instructions per second of the VM on a compute guest and a hashing guest."""
-    for line in vm_bench.run(seconds):
+    """MIPS of both VM engines (reference, translator) on a compute and a hashing guest, and
+    the time of one wallet spend."""
+    for line in vm_bench.run(seconds, repeat):
         typer.echo(line)
 
 
@@ -71,4 +75,69 @@ def shadow_command(
     for line in shadow_bench.report(result):
         typer.echo(line)
     if result.mismatched:
+        raise typer.Exit(1)
+
+
+@app.command("e2e")
+def e2e_command(
+    seconds: Annotated[float, typer.Option(help="how long the load runs", min=1)] = 60.0,
+    wallets: Annotated[
+        int, typer.Option(help="wallets sending (funded and spawned first)", min=2, max=10_000)
+    ] = 200,
+    config: Annotated[Path, typer.Option("--config", help="devnet TOML file")] = Path(
+        "configs/devnet.toml"
+    ),
+    attach: Annotated[
+        bool, typer.Option("--attach", help="use the devnet already running from the config")
+    ] = False,
+    inflight: Annotated[
+        int, typer.Option(help="transactions submitted and not yet executed, at most", min=1)
+    ] = 2000,
+    batch: Annotated[int, typer.Option(help="transactions per submit call", min=1)] = 200,
+    connections: Annotated[int, typer.Option(help="connections to the relay", min=1)] = 4,
+    rate: Annotated[
+        float, typer.Option(help="submissions per second at most (0: no limit)", min=0)
+    ] = 0.0,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="data directory of the started devnet (default: a temporary one)"),
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="keep the started devnet's data and logs")
+    ] = False,
+    profile: Annotated[
+        Path | None,
+        typer.Option(help="record a py-spy profile of every node into this directory"),
+    ] = None,
+    presign_rate: Annotated[
+        float,
+        typer.Option(help="sign ahead for this many spends per second (0: sign while running)"),
+    ] = 1200.0,
+) -> None:
+    """The whole devnet under load: executed tx/s, latency, lags, peak RSS, correctness."""
+    from devnet.bench import e2e  # heavy: trio, the wire, multiprocessing
+    from devnet.errors import DevnetError
+
+    params = e2e.Params(
+        config=config,
+        seconds=seconds,
+        wallets=wallets,
+        attach=attach,
+        inflight=inflight,
+        batch=batch,
+        connections=connections,
+        rate=rate,
+        data_dir=data_dir,
+        keep=keep,
+        profile_dir=profile,
+        presign_rate=presign_rate,
+    )
+    try:
+        outcome = e2e.run(params)
+    except DevnetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for line in e2e.report(outcome):
+        typer.echo(line)
+    if not outcome.correct:
         raise typer.Exit(1)
