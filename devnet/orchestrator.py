@@ -487,7 +487,7 @@ class Supervisor:
             "        devnet scenario run examples/scenarios/*.py --attach",
             "        scripting (client library, scenarios, pytest fixture): docs/scripting.md",
             "",
-            "  Ctrl-C stops every node.",
+            "  Ctrl-C (or `devnet down`) stops every node.",
             "",
         ]
         return "\n".join(lines)
