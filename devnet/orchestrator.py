@@ -394,11 +394,7 @@ class Supervisor:
         follows blocks and the shadow verified one."""
         with trio.move_on_after(READY_TIMEOUT) as scope:
             for node in self.nodes:
-                field = {
-                    "executor": "applied_layer",
-                    "shadow": "verified_up_to",
-                    "relay": "block_layer",
-                }.get(node.role, "last_certified")
+                field = progress_field(node.role)
                 while (await _status(node)).get(field) is None:
                     await trio.sleep(0.2)
         if scope.cancelled_caught:
@@ -491,6 +487,16 @@ class Supervisor:
             "",
         ]
         return "\n".join(lines)
+
+
+def progress_field(role: str) -> str:
+    """The status field that says how far a node of `role` has come: the last layer it
+    certified, applied, verified or followed."""
+    return {
+        "executor": "applied_layer",
+        "shadow": "verified_up_to",
+        "relay": "block_layer",
+    }.get(role, "last_certified")
 
 
 def last_error(log: Path) -> str:

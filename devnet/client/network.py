@@ -39,6 +39,7 @@ from devnet.client.records import Account, Receipt, StateProof, checked
 from devnet.errors import DevnetError, RpcError, WireError
 from devnet.keys import KeyPair
 from devnet.log import configure
+from devnet.orchestrator import progress_field
 from devnet.transaction import Transaction
 from devnet.wire import RpcClient
 
@@ -160,7 +161,7 @@ class AsyncDevnet:
         """Wait until `node` (default: the executor) has moved `count` layers on; returns
         the layer it reached. Gives up (NotWithin) after 3 × count layers + 10 s."""
         name = node or self.executor
-        field = _progress_field(self.info.node(name).role)
+        field = progress_field(self.info.node(name).role)
         start = (await self.call(name, "status")).get(field)
         target = (-1 if start is None else start) + count
         reached = await self.wait_until(name, field, target, 3 * count * self.layer_seconds + 10)
@@ -412,11 +413,3 @@ def _multi(keys: dict[int, KeyPair]) -> Signer:
         return tx.sign_multisig(keys, genesis_id)
 
     return sign
-
-
-def _progress_field(role: str) -> str:
-    return {
-        "executor": "applied_layer",
-        "shadow": "verified_up_to",
-        "relay": "block_layer",
-    }.get(role, "last_certified")

@@ -7,7 +7,6 @@ process).
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from devnet.ephemeral import write_config
+from devnet.orchestrator import pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -35,14 +35,6 @@ def devnet_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[
         cwd=ROOT,
         check=False,
     )
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class Running:
@@ -144,14 +136,14 @@ def test_pytest_fixture_runs_user_tests(running: Running, tmp_path: Path) -> Non
 def test_down_leaves_no_process(running: Running) -> None:
     state = json.loads((running.data_dir / "devnet.json").read_text())
     pids = [int(n["pid"]) for n in state["nodes"] if n.get("pid")]
-    assert len(pids) >= 7 and all(alive(pid) for pid in pids)
+    assert len(pids) >= 7 and all(pid_alive(pid) for pid in pids)
     done = devnet_cli("down", "--config", str(running.config))
     assert done.returncode == 0, done.stderr
     assert running.process.wait(30) is not None
     deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [pid for pid in pids if alive(pid)]
+    assert not [pid for pid in pids if pid_alive(pid)]
     assert not (running.data_dir / "devnet.json").exists()
 
 
