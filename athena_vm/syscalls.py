@@ -7,7 +7,7 @@ syscall error raises `Fault` with the syscall's own status, which aborts the exe
 from collections.abc import Callable
 
 import nacl.exceptions
-import nacl.signing
+from nacl.bindings import crypto_sign_open
 
 from athena_vm.errors import Fault, failure
 from athena_vm.host import ADDRESS_LENGTH, BYTES32_LENGTH, Message
@@ -180,9 +180,16 @@ def sys_ed25519_verify(m: Machine) -> int | None:
 
 
 def verify_ed25519(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    """True for a valid signature; an invalid key or signature is False, never an error."""
+    """True for a valid signature; an invalid key or signature is False, never an error.
+
+    libsodium's `crypto_sign_open` directly, which is what `VerifyKey.verify` calls after
+    building a key object and checking both lengths; checked here, that object cost a
+    third of the verification.
+    """
+    if len(public_key) != 32 or len(signature) != 64:
+        return False
     try:
-        nacl.signing.VerifyKey(public_key).verify(message, signature)
+        crypto_sign_open(signature + message, public_key)
     except (nacl.exceptions.CryptoError, ValueError, TypeError):
         return False
     return True

@@ -13,7 +13,9 @@ A scenario file defines `scenario(s)`; its docstring says what it shows:
         s.wait_until("smesher-3 catches up", lambda: caught_up(s.net), within_layers=10)
 
 Each step prints ✔ or ✘ with its time and the layers it took. The first failing step ends
-its scenario (later steps build on it); the run goes on with the next scenario file.
+its scenario (later steps build on it); a fault it left in place (a node killed, paused,
+cut off, or restarted with overrides) is then undone, each undo a step of its own, and the
+run goes on with the next scenario file.
 """
 
 import importlib.util
@@ -90,6 +92,8 @@ class Scenario:
         self.net = net
         self.result = result
         self._report = report
+        #: Nodes with a fault in place, and how to undo it (see `undo_faults`).
+        self._faults: dict[str, str] = {}
 
     @contextmanager
     def step(self, name: str, within_layers: int | None = None) -> Iterator[None]:
@@ -142,31 +146,56 @@ class Scenario:
     def kill(self, node: str, graceful: bool = False) -> None:
         with self.step(f"kill {node}"):
             self.net.node(node).kill(graceful)
+            self._faults[node] = "start"
 
     def start(self, node: str) -> None:
         with self.step(f"start {node}"):
             self.net.node(node).start()
+            self._faults.pop(node, None)
 
     def restart(self, node: str, overrides: list[str] | None = None) -> None:
         label = f"restart {node}" + (f" with {', '.join(overrides)}" if overrides else "")
         with self.step(label):
             self.net.node(node).restart(overrides)
+            if overrides:
+                self._faults[node] = "restart"
+            else:
+                self._faults.pop(node, None)
 
     def pause(self, node: str) -> None:
         with self.step(f"pause {node}"):
             self.net.node(node).pause()
+            self._faults[node] = "resume"
 
     def resume(self, node: str) -> None:
         with self.step(f"resume {node}"):
             self.net.node(node).resume()
+            self._faults.pop(node, None)
 
     def partition(self, smesher: str) -> None:
         with self.step(f"cut {smesher} off from its peers"):
             self.net.node(smesher).partition()
+            self._faults[smesher] = "heal"
 
     def heal(self, smesher: str) -> None:
         with self.step(f"heal {smesher}"):
             self.net.node(smesher).heal()
+            self._faults.pop(smesher, None)
+
+    def undo_faults(self) -> None:
+        """Undo the faults the scenario left in place (it failed before undoing them): a
+        devnet shared by several scenarios must not leave the next one a node down, paused,
+        cut off or restarted with test-only overrides. Each undo is reported as a step."""
+        for node, undo in list(self._faults.items()):
+            try:
+                {
+                    "start": self.start,
+                    "resume": self.resume,
+                    "heal": self.heal,
+                    "restart": self.restart,
+                }[undo](node)
+            except _StepFailed:
+                pass
 
 
 def _describe(exc: BaseException) -> str:
@@ -211,10 +240,12 @@ def run_scenario(
 ) -> ScenarioResult:
     """Run one scenario to its end or its first failing step."""
     result = ScenarioResult(scenario.name, scenario.description)
+    s = Scenario(net, result, report)
     try:
-        scenario.function(Scenario(net, result, report))
+        scenario.function(s)
     except _StepFailed:
         pass
     except Exception as exc:  # outside any step: the scenario's own bug or setup
         result.error = _describe(exc)
+    s.undo_faults()
     return result

@@ -5,12 +5,18 @@ layer record and applied-layer marker go into one atomic WriteBatch; a kill at a
 restarts from the last applied layer and recomputes exactly the same roots.
 """
 
+import time
 from typing import Any
 
 import blake3
 import trio
 
-from devnet.certified_block import FOLLOW_RETRY, certified_block, follow_certified_blocks
+from devnet.certified_block import (
+    FOLLOW_RETRY,
+    certified_block,
+    follow_certified_blocks,
+    stall_seconds,
+)
 from devnet.config import DevnetConfig
 from devnet.errors import CertificateError, RpcError, WireError
 from devnet.execution.layer import ExecutorStore, LayerRecord, apply_layer
@@ -20,6 +26,10 @@ from devnet.leveldb import open_db
 from devnet.log import get_logger
 from devnet.wire import RpcClient, RpcServer
 from devnet.wire.subscription import EventSink, Topic
+from executor.claims import ClaimBook
+
+#: Layers before a restart whose claims are checked for, and sent again if missing.
+RECLAIM_LAYERS = 8
 
 
 class Executor:
@@ -36,6 +46,7 @@ class Executor:
         self.receipts = Topic()
         self.layers = Topic()
         self.l1_layer: int | None = None
+        self.book = ClaimBook(self.key.public_key)
         self.claims: trio.MemorySendChannel[LayerRecord]
         self._claim_queue: trio.MemoryReceiveChannel[LayerRecord]
         self.claims, self._claim_queue = trio.open_memory_channel[LayerRecord](1024)
@@ -69,7 +80,13 @@ class Executor:
             self.l1_layer = max(self.l1_layer or 0, int(event["layer"]))
             return self._on_block(event)
 
-        await follow_certified_blocks(client, lambda: self.store.next_layer, handle, self.log)
+        await follow_certified_blocks(
+            client,
+            lambda: self.store.next_layer,
+            handle,
+            self.log,
+            stall_seconds(self.config.network.layer_duration_ms),
+        )
 
     def _on_block(self, event: dict[str, Any]) -> bool:
         """Apply one certified block; False to re-subscribe (a gap or a bad block)."""
@@ -84,6 +101,7 @@ class Executor:
         except CertificateError as exc:
             self.log.warning("block refused", layer=layer, error=str(exc))
             return False
+        self.book.carried(block)
         record, receipts = apply_layer(
             self.store, self.host, block, self.config, skip_tx=self.config.executor.faults.skip_tx
         )
@@ -107,21 +125,63 @@ class Executor:
         )
 
     async def _publish_claims(self, client: RpcClient) -> None:
+        """Send every applied layer's claim, and again until a certified block carries it."""
         address = l1_address(self.key.public_key)
-        nonce: int | None = None
-        async for record in self._claim_queue:
-            for _ in range(5):
+        layer_seconds = self.config.network.layer_duration_ms / 1000
+        await self._reclaim_recent(client)
+        while True:
+            with trio.move_on_after(layer_seconds):
+                self.book.add(await self._claim_queue.receive())
+            while True:
                 try:
-                    if nonce is None:
-                        nonce = int((await client.call("get_l1_account", address=address))["nonce"])
-                    await client.call("submit_l1_tx", tx=self.claim_for(record, nonce).encode())
-                    nonce += 1
+                    self.book.add(self._claim_queue.receive_nowait())
+                except trio.WouldBlock:
                     break
-                except RpcError as exc:
-                    self.log.warning("claim refused", layer=record.layer, error=exc.message)
-                    nonce = None
-                except WireError:
-                    await trio.sleep(FOLLOW_RETRY)
+            if not self.book.pending:
+                continue
+            try:
+                nonce = int((await client.call("get_l1_account", address=address))["nonce"])
+                l1_layer = self.config.network.layer_at(int(time.time() * 1000))
+                for claim in self.book.due(l1_layer, nonce, self.claim_for):
+                    assert claim.tx is not None
+                    try:
+                        await client.call("submit_l1_tx", tx=claim.tx.encode())
+                    except RpcError as exc:
+                        self.log.warning(
+                            "claim refused", layer=claim.record.layer, error=exc.message
+                        )
+            except WireError:
+                await trio.sleep(FOLLOW_RETRY)
+
+    async def _reclaim_recent(self, client: RpcClient) -> None:
+        """After a restart: claim again the last layers applied before it whose claims no
+        certified block carries (the previous process may not have sent them, or they may
+        have been lost with its pending nonces)."""
+        applied = self.store.applied()
+        if applied is None:
+            return
+        first = max(0, applied - RECLAIM_LAYERS + 1)
+        for layer in range(first, applied + 1):
+            record = self.store.layer(layer)
+            if record is not None:
+                self.book.add(record)
+        later = first + 1
+        while self.book.pending:
+            try:
+                event = await client.call("get_block", layer=later)
+            except RpcError:
+                return  # not certified yet: what is still pending gets claimed
+            except WireError:
+                await trio.sleep(FOLLOW_RETRY)
+                continue
+            try:
+                block, _ = certified_block(
+                    later, event["block"], event["certificate"], self.validators
+                )
+            except CertificateError:
+                return
+            self.book.carried(block)
+            later += 1
 
     async def follow_receipts(self, sink: EventSink) -> None:
         await self.receipts.follow(sink)

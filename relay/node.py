@@ -33,7 +33,7 @@ import trio
 from athena_vm import StatusCode
 from devnet.builtin_templates import template
 from devnet.bundle import Bundle
-from devnet.certified_block import certified_block
+from devnet.certified_block import certified_block, next_or_stall, stall_seconds
 from devnet.config import DevnetConfig
 from devnet.errors import (
     CertificateError,
@@ -344,11 +344,14 @@ class Relay:
                 self.smeshers = await stack.enter_async_context(
                     RpcClient(endpoints, node=self.name, timeout=CALL_TIMEOUT)
                 )
-                for i in range(min(SUBMIT_FANOUT, len(endpoints))):
-                    rotated = endpoints[i:] + endpoints[:i]
+                # One smesher each, never another: a client that fails over could end up
+                # on the same smesher as the others (all of them did when only one was
+                # listening yet), and a bundle handed to a smesher that is cut off from
+                # its peers would then reach no block.
+                for endpoint in endpoints[:SUBMIT_FANOUT]:
                     self.submitters.append(
                         await stack.enter_async_context(
-                            RpcClient(rotated, node=self.name, timeout=SUBMIT_TIMEOUT)
+                            RpcClient(endpoint, node=self.name, timeout=SUBMIT_TIMEOUT)
                         )
                     )
                 async with trio.open_nursery() as nursery:
@@ -540,7 +543,10 @@ class Relay:
                 async with self.smeshers.subscribe(
                     "subscribe_blocks", from_layer=self.block_cursor + 1
                 ) as events:
-                    async for event in events:
+                    stall = stall_seconds(self.config.network.layer_duration_ms)
+                    while (
+                        event := await next_or_stall(events, stall, self.smeshers, self.log)
+                    ) is not None:
                         if not self._on_block(event):
                             break
             except WireError as exc:

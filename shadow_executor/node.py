@@ -16,7 +16,7 @@ import trio
 
 from athena_vm.in_memory_host import Account
 from devnet.block import Block
-from devnet.certified_block import certified_block, follow_certified_blocks
+from devnet.certified_block import certified_block, follow_certified_blocks, stall_seconds
 from devnet.config import DevnetConfig
 from devnet.errors import CertificateError, DevnetError, WireError
 from devnet.execution.layer import ExecutorStore, LayerRecord, apply_layer
@@ -102,7 +102,13 @@ class Shadow:
         async def handle(event: dict[str, Any]) -> bool:
             return await self._on_block(event, executor)
 
-        await follow_certified_blocks(l1, lambda: self.store.next_layer, handle, self.log)
+        await follow_certified_blocks(
+            l1,
+            lambda: self.store.next_layer,
+            handle,
+            self.log,
+            stall_seconds(self.config.network.layer_duration_ms),
+        )
 
     async def _on_block(self, event: dict[str, Any], executor: RpcClient) -> bool:
         expected = self.store.next_layer

@@ -149,18 +149,22 @@ class _Session:
         self._next_id = next_id
         self._log = log
         self._reason = "closed by server"
+        self._scope = trio.CancelScope()
+        #: Set by `RpcClient.switch_endpoint`: the next connection tries another endpoint.
+        self.abandoned = False
 
     @property
     def alive(self) -> bool:
-        return not self.conn.closed.is_set()
+        return not self.abandoned and not self.conn.closed.is_set()
 
     async def run(self) -> str:
         """Serve the connection until it ends; returns why it ended."""
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.conn.run_writer)
-                await self._read_loop()
-                nursery.cancel_scope.cancel()
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.conn.run_writer)
+                    await self._read_loop()
+                    nursery.cancel_scope.cancel()
         finally:
             await self.conn.abort()
             host, port = self.endpoint
@@ -172,6 +176,12 @@ class _Session:
             self.pending.clear()
             self.subs.clear()
         return self._reason
+
+    def abandon(self, reason: str) -> None:
+        """End the connection from our side (`run` returns `reason`)."""
+        self._reason = reason
+        self.abandoned = True
+        self._scope.cancel()
 
     async def _read_loop(self) -> None:
         while True:
@@ -322,6 +332,16 @@ class RpcClient:
         """The endpoint currently connected to, if any."""
         return self._session.endpoint if self.connected and self._session else None
 
+    def switch_endpoint(self, reason: str) -> None:
+        """Drop the current connection and connect to the next endpoint in the list.
+
+        For a peer that still answers but has fallen behind or been cut off from the rest
+        of the network, which a broken connection would not reveal. Pending calls and
+        subscriptions end with ConnectionClosed, as on any lost connection.
+        """
+        if self._session is not None and self._session.alive:
+            self._session.abandon(reason)
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
@@ -366,6 +386,9 @@ class RpcClient:
                 self._log.info("rpc.disconnected", reason=reason)
                 if session.healthy:
                     attempt = 0
+                if session.abandoned:
+                    index = (index + 1) % len(self.endpoints)
+                    continue
             if not self.reconnect:
                 self._failure = ConnectionClosed(reason)
                 self._notify()

@@ -37,6 +37,19 @@ def devnet_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[
     )
 
 
+def node_logs(running: "Running", lines: int = 40) -> str:
+    """The last warnings and errors of every node, to say why a scenario failed."""
+    out = []
+    for log in sorted((running.data_dir / "logs").glob("*.log")):
+        notable = [
+            line
+            for line in log.read_text(errors="replace").splitlines()
+            if '"level": "warning"' in line or '"level": "error"' in line
+        ]
+        out.append(f"--- {log.name}: last {lines} warnings/errors\n" + "\n".join(notable[-lines:]))
+    return "\n".join(out)
+
+
 class Running:
     def __init__(self, config: Path, process: subprocess.Popen[bytes]) -> None:
         self.config = config
@@ -81,7 +94,7 @@ def test_example_scenarios_pass(running: Running) -> None:
         "scenario", "run", *map(str, SCENARIOS), "--attach", "--config", str(running.config),
         "--json",
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr + node_logs(running)
     results = json.loads(done.stdout)
     assert [r["scenario"] for r in results] == [p.stem for p in SCENARIOS]
     for result in results:
@@ -96,6 +109,7 @@ def test_a_failing_step_fails_the_run(running: Running, tmp_path: Path) -> None:
         "def scenario(s):\n"
         "    with s.step('balance is positive'):\n"
         "        assert s.net.wallets[0].balance() > 0\n"
+        "    s.partition('smesher-1')\n"
         "    s.check('one equals two', lambda: 1 == 2)\n"
         "    with s.step('never reached'):\n"
         "        pass\n"
@@ -105,7 +119,11 @@ def test_a_failing_step_fails_the_run(running: Running, tmp_path: Path) -> None:
     assert "✔ balance is positive" in done.stdout
     assert "✘ one equals two" in done.stdout
     assert "never reached" not in done.stdout
+    assert "✔ heal smesher-1" in done.stdout  # the fault it left is undone
     assert "0/1 scenarios passed" in done.stdout
+    status = devnet_cli("status", "--json", "--config", str(running.config))
+    smesher = next(n for n in json.loads(status.stdout)["nodes"] if n["node"] == "smesher-1")
+    assert smesher["health"] != "isolated", smesher
 
     empty = tmp_path / "empty.py"
     empty.write_text("x = 1\n")

@@ -639,3 +639,68 @@ async def test_client_exception_is_not_wrapped(served: Served) -> None:
         async with RpcClient((HOST, served.port)) as client:
             await client.call("rpc.ping")
             raise KeyError("mine")
+
+
+async def test_switch_endpoint_moves_to_the_next_one(nursery: trio.Nursery) -> None:
+    ports = []
+    for _ in range(2):
+        server, _topic = build_server()
+        ports.append(await nursery.start(server.serve, HOST, 0))
+    async with RpcClient([(HOST, p) for p in ports], backoff=FAST_BACKOFF) as client:
+        assert await client.call("add", a=1) == 1
+        assert client.endpoint == (HOST, ports[0])
+        async with client.subscribe("feed") as events:
+            client.switch_endpoint("falls behind")
+            with pytest.raises(ConnectionClosed, match="falls behind"):
+                await anext(events)
+        assert await client.call("add", a=2) == 2
+        assert client.endpoint == (HOST, ports[1])
+        client.switch_endpoint("and back")
+        assert await client.call("add", a=3) == 3
+        assert client.endpoint == (HOST, ports[0])
+
+
+def blocks_from(topic: Topic) -> Any:
+    async def subscribe_blocks(sink: EventSink, from_layer: int) -> None:
+        await topic.follow(sink)
+
+    return subscribe_blocks
+
+
+async def test_a_silent_block_stream_moves_the_follower_on(nursery: trio.Nursery) -> None:
+    """A follower whose smesher answers but certifies nothing (cut off from its peers)
+    moves to the next smesher after `stall` seconds and goes on from where it was."""
+    from devnet.certified_block import follow_certified_blocks
+    from devnet.log import get_logger
+
+    topics, ports = [], []
+    for _ in range(2):
+        server = RpcServer("test-smesher")
+        topic = Topic()
+        server.add_subscription("subscribe_blocks", blocks_from(topic))
+        topics.append(topic)
+        ports.append(await nursery.start(server.serve, HOST, 0))
+    seen: list[tuple[int, int]] = []
+    async with RpcClient([(HOST, p) for p in ports], backoff=FAST_BACKOFF) as client:
+
+        async def handle(event: dict[str, Any]) -> bool:
+            assert client.endpoint is not None
+            seen.append((event["layer"], ports.index(client.endpoint[1])))
+            return True
+
+        nursery.start_soon(
+            follow_certified_blocks, client, lambda: len(seen), handle, get_logger("t"), 0.5
+        )
+        with trio.fail_after(5):
+            while not len(topics[0]):
+                await trio.sleep(0.01)
+        topics[0].publish({"layer": 0})
+        while len(seen) < 1:
+            await trio.sleep(0.01)
+        # the first smesher goes silent; the second one has subscribers within the stall
+        while not len(topics[1]):
+            await trio.sleep(0.01)
+        topics[1].publish({"layer": 1})
+        while len(seen) < 2:
+            await trio.sleep(0.01)
+    assert seen == [(0, 0), (1, 1)]
