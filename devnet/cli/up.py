@@ -48,7 +48,9 @@ def _fail(exc: Exception) -> typer.Exit:
 async def _supervise(effective: Path) -> None:
     supervisor = Supervisor(effective, announce=typer.echo)
     async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        # SIGINT too: a shell starts background jobs with SIGINT ignored, and then Python
+        # never turns Ctrl-C or `kill -INT` into KeyboardInterrupt.
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             nursery.start_soon(supervisor.run)
             async for _ in signals:
                 nursery.cancel_scope.cancel()
