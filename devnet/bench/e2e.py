@@ -77,10 +77,10 @@ class Params:
     seconds: float = 60.0
     wallets: int = 200
     attach: bool = False
-    #: Transactions submitted and not yet executed, at most (the load's window): about
-    #: the target rate × the target latency, so that a network slower than the target
-    #: shows up as a lower rate rather than as an ever-longer queue.
-    inflight: int = 2000
+    #: Transactions submitted and not yet executed, at most (the load's window): the
+    #: target rate × the target latency (1,000 tx/s × 3 s), so that a network slower than
+    #: the target shows up as a lower rate rather than as an ever-longer queue.
+    inflight: int = 3000
     #: Transactions per `submit_txs` call.
     batch: int = 200
     connections: int = 4

@@ -304,6 +304,7 @@ async def drive(state: LoadState, wallets: list[Wallet], deadline: float, batche
     spec = state.spec
     pause = Pause()
     async with RpcClient(spec.relay, node="bench-load", timeout=CALL_TIMEOUT) as client:
+        due = trio.current_time()  # with a rate: when the next batch is due
         while time.time() < deadline:
             batch = next_batch(state, wallets)
             if not batch:
@@ -311,7 +312,12 @@ async def drive(state: LoadState, wallets: list[Wallet], deadline: float, batche
                 continue
             await send(client, state, batch, batched, pause)
             if spec.rate:
-                await trio.sleep(len(batch) * spec.connections / spec.rate)
+                # Paced by a schedule, not by a pause after each call (which would add the
+                # call's own time to every period): a late batch is made up for at once,
+                # but never more than a second's worth.
+                due = max(due, trio.current_time() - 1.0)
+                due += len(batch) * spec.connections / spec.rate
+                await trio.sleep_until(due)
         flush_until = time.time() + FLUSH_SECONDS
         while time.time() < flush_until:
             batch = next_batch(state, wallets, fresh=False)

@@ -92,7 +92,7 @@ def e2e_command(
     ] = False,
     inflight: Annotated[
         int, typer.Option(help="transactions submitted and not yet executed, at most", min=1)
-    ] = 2000,
+    ] = 3000,
     batch: Annotated[int, typer.Option(help="transactions per submit call", min=1)] = 200,
     connections: Annotated[int, typer.Option(help="connections to the relay", min=1)] = 4,
     rate: Annotated[
