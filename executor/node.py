@@ -30,6 +30,9 @@ from executor.claims import ClaimBook
 
 #: Layers before a restart whose claims are checked for, and sent again if missing.
 RECLAIM_LAYERS = 8
+#: Receipts pushed with a layer at most (a larger layer's would not fit in one frame:
+#: followers fetch them with `get_receipts`).
+MAX_PUSHED_RECEIPTS = 4096
 
 
 class Executor:
@@ -45,6 +48,7 @@ class Executor:
         self.key = config.network.test_key(self.name)
         self.receipts = Topic()
         self.layers = Topic()
+        self.layers_with_receipts = Topic()
         self.l1_layer: int | None = None
         self.book = ClaimBook(self.key.public_key)
         self.claims: trio.MemorySendChannel[LayerRecord]
@@ -109,6 +113,11 @@ class Executor:
         for receipt in receipts:
             self.receipts.publish(receipt)
         self.layers.publish(record.as_dict())
+        if len(self.layers_with_receipts):
+            pushed = {**record.as_dict()}
+            if len(receipts) <= MAX_PUSHED_RECEIPTS:
+                pushed["receipts"] = receipts
+            self.layers_with_receipts.publish(pushed)
         try:
             self.claims.send_nowait(record)
         except trio.WouldBlock:

@@ -143,8 +143,11 @@ def register(server: RpcServer, node: "Executor", client: RpcClient) -> None:
     async def subscribe_receipts(sink: EventSink) -> None:
         await node.follow_receipts(sink)
 
-    async def subscribe_layers(sink: EventSink) -> None:
-        await node.layers.follow(sink)
+    async def subscribe_layers(sink: EventSink, receipts: bool = False) -> None:
+        """Each applied layer's record; with `receipts`, its receipts too (in tx_ids'
+        order), so a follower needs no `get_receipts` call, which waits while the executor
+        applies the next layer."""
+        await (node.layers_with_receipts if receipts else node.layers).follow(sink)
 
     for name, fn in (
         ("status", status),

@@ -185,6 +185,8 @@ class Relay:
         self._executor_pushes = False
         #: Executed ids of the layers the stream announced and outcomes not collected yet.
         self._layer_ids: dict[int, list[bytes]] = {}
+        #: Receipts the executor pushed with each applied layer (`subscribe_layers`).
+        self._layer_receipts: dict[int, dict[bytes, dict[str, Any]]] = {}
         self.executor: RpcClient
         self.smeshers: RpcClient
         self.submitters: list[RpcClient] = []
@@ -628,23 +630,34 @@ class Relay:
         """
         while True:
             try:
-                async with self.executor.subscribe("subscribe_layers") as layers:
+                async with self.executor.subscribe("subscribe_layers", receipts=True) as layers:
                     status = await self._executor_call("status")
                     if status["applied_layer"] is not None:
                         self._executor_applied(int(status["applied_layer"]), None)
                     self._executor_pushes = True
                     async for record in layers:
-                        self._executor_applied(int(record["layer"]), list(record["tx_ids"]))
+                        self._executor_applied(
+                            int(record["layer"]), list(record["tx_ids"]), record.get("receipts")
+                        )
             except WireError as exc:
                 self.log.debug("executor layer stream interrupted", error=str(exc))
             self._executor_pushes = False
             await trio.sleep(RETRY)
 
-    def _executor_applied(self, layer: int, tx_ids: list[bytes] | None) -> None:
+    def _executor_applied(
+        self,
+        layer: int,
+        tx_ids: list[bytes] | None,
+        receipts: list[dict[str, Any]] | None = None,
+    ) -> None:
         if tx_ids is not None:
             self._layer_ids[layer] = tx_ids
+            if receipts is not None and len(receipts) == len(tx_ids):
+                self._layer_receipts[layer] = dict(zip(tx_ids, receipts, strict=True))
             while len(self._layer_ids) > LAYER_IDS_KEPT:
-                del self._layer_ids[min(self._layer_ids)]
+                oldest = min(self._layer_ids)
+                del self._layer_ids[oldest]
+                self._layer_receipts.pop(oldest, None)
         if layer > self.executor_layer:
             self.executor_layer = layer
             self.views.advance(layer)
@@ -693,13 +706,21 @@ class Relay:
         if not ids:
             return outcomes, accounts
         known = self._layer_ids.pop(layer, None)
+        pushed = self._layer_receipts.pop(layer, {})
         if known is None:
             known = (await self._executor_call("get_layer", layer=layer))["tx_ids"]
         executed = set(known)
         for tx_id in ids:
             if tx_id not in executed:
                 outcomes[tx_id] = None
-        receipts = await self._receipts([i for i in ids if i in executed])
+        # Pushed with the layer, except a refusal: the executor keeps the receipt of an
+        # earlier execution of the same id over it, and that one counts.
+        receipts = {
+            i: pushed[i] for i in ids if i in pushed and pushed[i]["status"] != StatusCode.REJECTED
+        }
+        receipts.update(
+            await self._receipts([i for i in ids if i in executed and i not in receipts])
+        )
         outcomes.update(receipts)
         for tx_id in ids:
             outcomes.setdefault(tx_id, None)  # listed but without a receipt: treat as cut
