@@ -148,8 +148,15 @@ def emit_load(w: BlockWriter, ins: Instr) -> None:
         w.emit(f"{dst} = st.cached_load({a}, {site})", 1)
     else:
         view = w.memory("load_" + _ACCESS[size][0])
-        w.emit(f"if {_cached_word(a)} in {cache}:")
-        w.emit(f"{dst} = {slow}", 1)
+        word = _cached_word(a)
+        w.emit(f"if {word} in {cache}:")
+        if size == 1:
+            # The byte of the cached word (as `CachedMemory.load_u8` reads it): a byte
+            # is always aligned, and a cached word's page exists.
+            byte = f"({cache}[{word}] >> (({a} & 3) << 3)) & 255"
+            w.emit(f"{dst} = {_sign_extend(bits, byte)}", 1)
+        else:
+            w.emit(f"{dst} = {slow}", 1)
         w.emit("else:")
         w.emit("try:", 1)
         w.emit(f"{dst} = {_sign_extend(bits, f'{view}[{key}][{index}]')}", 2)
