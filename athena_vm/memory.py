@@ -164,6 +164,11 @@ class Memory:
 
     def read(self, addr: int, length: int) -> bytes:
         """Read `length` bytes; addresses wrap around at 2**32 like the guest's do."""
+        addr &= ADDRESS_MASK
+        offset = addr & PAGE_MASK
+        if 0 < length <= PAGE_SIZE - offset:  # within one page: most syscall buffers
+            page = self.pages.get(addr >> PAGE_BITS)
+            return bytes(length) if page is None else bytes(page[offset : offset + length])
         out = bytearray()
         while length > 0:
             addr &= ADDRESS_MASK
@@ -176,6 +181,11 @@ class Memory:
         return bytes(out)
 
     def write(self, addr: int, data: bytes) -> None:
+        addr &= ADDRESS_MASK
+        offset = addr & PAGE_MASK
+        if 0 < len(data) <= PAGE_SIZE - offset:  # within one page: most syscall buffers
+            self._writable(addr)[offset : offset + len(data)] = data
+            return
         view = memoryview(data)
         while view:
             addr &= ADDRESS_MASK
