@@ -35,8 +35,8 @@ bench: $(STAMP)
 	$(BIN)/devnet bench executor
 	$(BIN)/devnet bench shadow
 
-# The whole devnet under load (starts its own devnet from configs/devnet.toml: its ports
-# must be free; pass another config with ARGS="--config FILE").
+# The whole devnet under load (starts its own devnet from a copy of configs/devnet.toml on
+# free ports; pass another config with ARGS="--config FILE").
 bench-e2e: $(STAMP)
 	$(BIN)/devnet bench e2e --seconds 60 --wallets 200 $(ARGS)
 

@@ -7,7 +7,6 @@ each) and lets them self-spawn, which is how a real user gets a wallet too.
 """
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from devnet import methods
 from devnet.bench.e2e_load import submit_batch
 from devnet.builtin_templates import template
 from devnet.config import DevnetConfig, load_config
+from devnet.ephemeral import write_config
 from devnet.errors import DevnetError, RpcError
 from devnet.keys import KeyPair
 from devnet.orchestrator import STATE_FILE, pid_alive, read_state
@@ -77,26 +77,16 @@ class Devnet:
         return ", ".join(parts)
 
 
-def bench_config_text(source: Path, data_dir: Path) -> str:
-    """The config's text with its data directory moved and the genesis time left to `up`."""
-    text = source.read_text(encoding="utf-8")
-    text, count = re.subn(r'(?m)^(\s*data_dir\s*=\s*)"[^"]*"', rf'\g<1>"{data_dir}"', text)
-    if count == 0:
-        text = re.sub(r"(?m)^\[network\]\s*$", f'[network]\ndata_dir = "{data_dir}"', text)
-    return re.sub(r"(?m)^(\s*genesis_time\s*=\s*)\d+", r"\g<1>0", text)
-
-
 def start_devnet(config: Path, directory: Path | None) -> Devnet:
-    """`devnet up` in a subprocess, the config's data directory moved into `directory`
-    (default: a new temporary one); returns once the devnet is ready."""
-    load_config(config)  # a bad config fails here, with the field's name
-    workdir = directory or Path(tempfile.mkdtemp(prefix="athena-bench-e2e-"))
+    """`devnet up` in a subprocess from a copy of the config on free ports, its data
+    directory moved into `directory` (default: a new temporary one), as `scenario run`
+    starts one (`devnet.ephemeral.write_config`); returns once the devnet is ready."""
+    workdir = (directory or Path(tempfile.mkdtemp(prefix="athena-bench-e2e-"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    data_dir = (workdir / "data").resolve()
+    data_dir = workdir / "data"
     if (data_dir / STATE_FILE).exists():
         raise BenchError(f"{data_dir} already holds a devnet; use --attach or another --data-dir")
-    source = workdir / "bench.toml"
-    source.write_text(bench_config_text(config, data_dir), encoding="utf-8")
+    source = write_config(config, workdir)  # a bad config fails here, with the field's name
     log = workdir / "supervisor.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
