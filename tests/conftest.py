@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from athena_vm.build import build
+from tests.vmrun import compiler
 
 GUESTS = Path(__file__).parent / "guests"
 
@@ -19,12 +19,4 @@ settings.load_profile("ci")
 @pytest.fixture(scope="session")
 def guest(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], bytes]:
     """guest("name") compiles tests/guests/name.c with the SDK (once) and returns the ELF."""
-    out_dir = tmp_path_factory.mktemp("guests")
-    built: dict[str, bytes] = {}
-
-    def get(name: str) -> bytes:
-        if name not in built:
-            built[name] = build(GUESTS / f"{name}.c", out_dir / f"{name}.elf")
-        return built[name]
-
-    return get
+    return compiler(GUESTS, tmp_path_factory.mktemp("guests"))

@@ -1,5 +1,8 @@
 """Running programs in tests: one call from code bytes to an ExecutionResult."""
 
+from collections.abc import Callable
+from pathlib import Path
+
 from athena_vm import (
     ExecutionContext,
     ExecutionPayload,
@@ -9,6 +12,7 @@ from athena_vm import (
     load_program,
     selector,
 )
+from athena_vm.build import build
 from athena_vm.in_memory_host import InMemoryHost, template_address
 
 
@@ -33,3 +37,16 @@ def run_code(
     context = ExecutionContext(callee=account, callee_template=template)
     result = execute(load_program(code), host, context, payload.encode(), gas)
     return result, host, account
+
+
+def compiler(sources: Path, out_dir: Path) -> Callable[[str], bytes]:
+    """get("name") compiles `sources`/name.c with the SDK into `out_dir` (once per name)
+    and returns the ELF."""
+    built: dict[str, bytes] = {}
+
+    def get(name: str) -> bytes:
+        if name not in built:
+            built[name] = build(sources / f"{name}.c", out_dir / f"{name}.elf")
+        return built[name]
+
+    return get

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from athena_vm import ExecutionContext, ExecutionPayload, Payload, load_program, memory, selector
 from athena_vm import translator as tr
-from athena_vm.build import build
 from athena_vm.codegen import generate
 from athena_vm.in_memory_host import InMemoryHost, template_address
 from athena_vm.program import Program
@@ -28,6 +27,7 @@ from tests import asm
 from tests.asm import A0, A1, A2, S0, S1, T0, T1, ZERO, li
 from tests.differential import both, eager_translation
 from tests.fuzz.test_hostile import raw_instructions
+from tests.vmrun import compiler
 
 Guest = Callable[[str], bytes]
 TEMPLATES = Path(__file__).parents[2] / "templates"
@@ -71,15 +71,7 @@ def u32(*values: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def bench_guest(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], bytes]:
-    out = tmp_path_factory.mktemp("bench-guests")
-    built: dict[str, bytes] = {}
-
-    def get(name: str) -> bytes:
-        if name not in built:
-            built[name] = build(BENCH_GUESTS / f"{name}.c", out / f"{name}.elf")
-        return built[name]
-
-    return get
+    return compiler(BENCH_GUESTS, tmp_path_factory.mktemp("bench-guests"))
 
 
 @pytest.mark.parametrize("name", ["compute", "hash"])
