@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -531,6 +532,30 @@ async def _call(node: Node, method: str, **params: Any) -> dict[str, Any]:
 
 def _dash(value: object) -> str:
     return "-" if value is None else str(value)
+
+
+def launch_up(config: Path, log: Path) -> "subprocess.Popen[bytes]":
+    """`devnet up --config CONFIG` in the background, in its own session (a Ctrl-C in the
+    caller's terminal does not reach it), its output appended to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "devnet", "up", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def wait_up(process: "subprocess.Popen[bytes]", data_dir: Path, timeout: float) -> bool:
+    """Whether the devnet `process` runs became ready (its `devnet.json` written) within
+    `timeout` seconds; False as soon as the process exits, or when the time is up."""
+    deadline = time.monotonic() + timeout
+    while not (data_dir / STATE_FILE).exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def read_state(data_dir: Path) -> dict[str, Any]:

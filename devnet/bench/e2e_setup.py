@@ -10,9 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from devnet.config import DevnetConfig, load_config
 from devnet.ephemeral import write_config
 from devnet.errors import DevnetError, RpcError
 from devnet.keys import KeyPair
-from devnet.orchestrator import STATE_FILE, pid_alive, read_state
+from devnet.orchestrator import STATE_FILE, launch_up, pid_alive, read_state, wait_up
 from devnet.transaction import Transaction
 from devnet.wire import RpcClient
 
@@ -88,21 +86,11 @@ def start_devnet(config: Path, directory: Path | None) -> Devnet:
         raise BenchError(f"{data_dir} already holds a devnet; use --attach or another --data-dir")
     source = write_config(config, workdir)  # a bad config fails here, with the field's name
     log = workdir / "supervisor.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "devnet", "up", "--config", str(source)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = launch_up(source, log)
     devnet = Devnet(load_config(source), {"nodes": []}, proc, workdir)
-    deadline = time.monotonic() + START_TIMEOUT
-    while not (data_dir / STATE_FILE).exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_devnet(devnet, keep=True)
-            raise BenchError(f"the devnet did not start; see {log}")
-        time.sleep(0.2)
+    if not wait_up(proc, data_dir, START_TIMEOUT):
+        stop_devnet(devnet, keep=True)
+        raise BenchError(f"the devnet did not start; see {log}")
     devnet.state = read_state(data_dir)
     devnet.config = load_config(Path(devnet.state["config"]))
     return devnet

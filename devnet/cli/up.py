@@ -3,8 +3,6 @@
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,9 +32,11 @@ from devnet.orchestrator import (
     STATE_FILE,
     OrchestratorError,
     Supervisor,
+    launch_up,
     pid_alive,
     prepare,
     read_state,
+    wait_up,
 )
 
 
@@ -90,23 +90,13 @@ def up_command(
 def _detach(config: Path, data_dir: Path) -> None:
     log = data_dir / "logs" / "supervisor.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        start = out.tell()  # the log keeps earlier runs: print only this one's banner
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "devnet", "up", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if (data_dir / STATE_FILE).exists():
-            typer.echo(_banner(log, start))
-            return
-        if proc.poll() is not None:
-            raise _fail(OrchestratorError(f"the devnet failed to start; see {log}"))
-        time.sleep(0.2)
+    start = log.stat().st_size if log.exists() else 0  # print only this run's banner
+    proc = launch_up(config, log)
+    if wait_up(proc, data_dir, 90):
+        typer.echo(_banner(log, start))
+        return
+    if proc.poll() is not None:
+        raise _fail(OrchestratorError(f"the devnet failed to start; see {log}"))
     proc.terminate()
     raise _fail(OrchestratorError(f"the devnet did not become ready; see {log}"))
 
