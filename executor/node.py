@@ -112,12 +112,12 @@ class Executor:
         self.log.info("layer applied", layer=layer, txs=len(receipts), root=record.root.hex()[:16])
         for receipt in receipts:
             self.receipts.publish(receipt)
-        self.layers.publish(record.as_dict())
+        announced = record.as_dict()
+        self.layers.publish(announced)
         if len(self.layers_with_receipts):
-            pushed = {**record.as_dict()}
             if len(receipts) <= MAX_PUSHED_RECEIPTS:
-                pushed["receipts"] = receipts
-            self.layers_with_receipts.publish(pushed)
+                announced = {**announced, "receipts": receipts}
+            self.layers_with_receipts.publish(announced)
         try:
             self.claims.send_nowait(record)
         except trio.WouldBlock:
