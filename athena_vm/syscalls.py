@@ -6,9 +6,7 @@ syscall error raises `Fault` with the syscall's own status, which aborts the exe
 
 from collections.abc import Callable
 
-import nacl.exceptions
-from nacl.bindings import crypto_sign_open
-
+from athena_vm.ed25519 import verify as verify_ed25519
 from athena_vm.errors import Fault, failure
 from athena_vm.host import ADDRESS_LENGTH, BYTES32_LENGTH, Message
 from athena_vm.machine import MAX_STREAM_BYTES, Machine
@@ -177,22 +175,6 @@ def sys_ed25519_verify(m: Machine) -> int | None:
     signature = _read(m, A3, 64)
     m.gas_used += ED25519_VERIFY_GAS
     return 1 if verify_ed25519(public_key, message, signature) else 0
-
-
-def verify_ed25519(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    """True for a valid signature; an invalid key or signature is False, never an error.
-
-    libsodium's `crypto_sign_open` directly, which is what `VerifyKey.verify` calls after
-    building a key object and checking both lengths; checked here, that object cost a
-    third of the verification.
-    """
-    if len(public_key) != 32 or len(signature) != 64:
-        return False
-    try:
-        crypto_sign_open(signature + message, public_key)
-    except (nacl.exceptions.CryptoError, ValueError, TypeError):
-        return False
-    return True
 
 
 def sys_hint_len(m: Machine) -> int | None:

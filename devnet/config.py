@@ -83,6 +83,8 @@ class ExecutorConfig:
     fee_share_bps: int = 2000
     #: Publish a state-root claim to L1 every layer.
     claims: bool = True
+    #: Check wallet signatures in a helper process while a layer executes.
+    signatures_ahead: bool = True
     faults: ExecutorFaults = ExecutorFaults()
 
 
@@ -93,6 +95,8 @@ class ShadowConfig:
     port: int = 7400
     #: A claim not seen on L1 within this many layers after its layer is reported late.
     claim_deadline_layers: int = 10
+    #: Check wallet signatures in a helper process while a layer executes.
+    signatures_ahead: bool = True
 
 
 @dataclass(frozen=True)
@@ -292,6 +296,7 @@ def _executor(f: _Fields) -> ExecutorConfig:
         port=f.integer("port", 7200, low=1, high=65535),
         fee_share_bps=f.integer("fee_share_bps", 2000, high=10_000),
         claims=f.flag("claims", True),
+        signatures_ahead=f.flag("signatures_ahead", True),
         faults=ExecutorFaults(None if wrong < 0 else wrong, skip_id),
     )
 
@@ -302,6 +307,7 @@ def _shadow(f: _Fields) -> ShadowConfig:
         host=f.text("host", "127.0.0.1"),
         port=f.integer("port", 7400, low=1, high=65535),
         claim_deadline_layers=f.integer("claim_deadline_layers", 10, low=1, high=1000),
+        signatures_ahead=f.flag("signatures_ahead", True),
     )
 
 

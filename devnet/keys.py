@@ -31,7 +31,7 @@ from typing import Any
 import blake3
 import nacl.signing
 
-from athena_vm.syscalls import verify_ed25519
+from athena_vm.ed25519 import verify as verify_ed25519
 from devnet.address import DEFAULT_HRP, decode_address, encode_address, spawn_address
 from devnet.errors import AddressError, KeyFileError
 

@@ -20,6 +20,7 @@ from devnet.certified_block import (
 from devnet.config import DevnetConfig
 from devnet.errors import CertificateError, RpcError, WireError
 from devnet.execution.layer import ExecutorStore, LayerRecord, apply_layer
+from devnet.execution.signature_ahead import SignaturesAhead
 from devnet.execution.state import open_state
 from devnet.l1 import Claim, L1Tx, l1_address
 from devnet.leveldb import open_db
@@ -54,12 +55,15 @@ class Executor:
         self.claims: trio.MemorySendChannel[LayerRecord]
         self._claim_queue: trio.MemoryReceiveChannel[LayerRecord]
         self.claims, self._claim_queue = trio.open_memory_channel[LayerRecord](1024)
+        self.ahead = SignaturesAhead(self.name) if config.executor.signatures_ahead else None
 
     def endpoints(self) -> list[str]:
         return [f"{s.host}:{s.port}" for s in self.config.smeshers]
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         try:
+            if self.ahead is not None:
+                self.ahead.start()
             async with RpcClient(self.endpoints(), node=self.name, timeout=5) as client:
                 async with trio.open_nursery() as nursery:
                     from executor.rpc import register
@@ -76,6 +80,8 @@ class Executor:
                     task_status.started(port)
         finally:
             with trio.CancelScope(shield=True):
+                if self.ahead is not None:
+                    self.ahead.close()
                 self.db.close()
                 self.log.info("executor stopped")
 
@@ -107,7 +113,12 @@ class Executor:
             return False
         self.book.carried(block)
         record, receipts = apply_layer(
-            self.store, self.host, block, self.config, skip_tx=self.config.executor.faults.skip_tx
+            self.store,
+            self.host,
+            block,
+            self.config,
+            skip_tx=self.config.executor.faults.skip_tx,
+            ahead=self.ahead,
         )
         self.log.info("layer applied", layer=layer, txs=len(receipts), root=record.root.hex()[:16])
         for receipt in receipts:

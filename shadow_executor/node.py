@@ -5,6 +5,10 @@ layer with the very code the executor uses, and checks every state-root claim th
 carries: from the configured executor's key, on time, and equal to its own root. On a
 wrong root it asks the executor for its receipts of the layer and narrows the divergence
 down to the first transaction and the state records that differ.
+
+Verdicts are stored in the same LevelDB as they are reached. A restarted shadow answers
+for every layer it judged before, and reads the claims of its last applied blocks again
+(those within the claim deadline), so a claim whose verdict a stop cut short is judged.
 """
 
 import time
@@ -18,8 +22,9 @@ from athena_vm.in_memory_host import Account
 from devnet.block import Block
 from devnet.certified_block import certified_block, follow_certified_blocks, stall_seconds
 from devnet.config import DevnetConfig
-from devnet.errors import CertificateError, DevnetError, WireError
+from devnet.errors import CertificateError, DevnetError, RpcError, WireError
 from devnet.execution.layer import ExecutorStore, LayerRecord, apply_layer
+from devnet.execution.signature_ahead import SignaturesAhead
 from devnet.execution.state import ACCOUNT_PREFIX, encode_account, open_state
 from devnet.l1 import Claim
 from devnet.leveldb import open_db
@@ -34,10 +39,15 @@ from shadow_executor.verdict import (
     VERIFIED,
     Difference,
     Verdict,
+    decode_verdict,
+    encode_verdict,
     first_receipt_difference,
 )
 
 MAX_DIVERGENCES_KEPT = 1000
+#: Verdicts are stored under this prefix, the layer (8 bytes big-endian) and the kind, so
+#: a restarted shadow still answers for every layer it judged before.
+VERDICT_PREFIX = b"V"
 
 
 class StrictDivergence(DevnetError):
@@ -73,6 +83,9 @@ class Shadow:
         self.topic = Topic()
         self._speed: deque[tuple[float, int]] = deque(maxlen=64)
         self._failure: StrictDivergence | None = None
+        self.ahead = SignaturesAhead(self.name) if config.shadow.signatures_ahead else None
+        for _, raw in self.db.iterator(prefix=VERDICT_PREFIX):
+            self._record(decode_verdict(raw))
 
     def executor_endpoint(self) -> str:
         return f"{self.config.executor.host}:{self.config.executor.port}"
@@ -80,6 +93,8 @@ class Shadow:
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         endpoints = [f"{s.host}:{s.port}" for s in self.config.smeshers]
         try:
+            if self.ahead is not None:
+                self.ahead.start()
             async with (
                 RpcClient(endpoints, node=self.name, timeout=5) as l1,
                 RpcClient(self.executor_endpoint(), node=self.name, timeout=5) as executor,
@@ -95,6 +110,8 @@ class Shadow:
                 task_status.started(port)
         finally:
             with trio.CancelScope(shield=True):
+                if self.ahead is not None:
+                    self.ahead.close()
                 self.db.close()
                 self.log.info("shadow stopped")
 
@@ -102,6 +119,7 @@ class Shadow:
         async def handle(event: dict[str, Any]) -> bool:
             return await self._on_block(event, executor)
 
+        await self._rescan_claims(l1, executor)
         await follow_certified_blocks(
             l1,
             lambda: self.store.next_layer,
@@ -121,7 +139,7 @@ class Shadow:
         except CertificateError as exc:
             self.log.warning("block refused", layer=layer, error=str(exc))
             return False
-        apply_layer(self.store, self.host, block, self.config)
+        apply_layer(self.store, self.host, block, self.config, ahead=self.ahead)
         self._speed.append((time.monotonic(), layer))
         self._collect_claims(block)
         await self._check_claims(executor)
@@ -175,11 +193,9 @@ class Shadow:
                 record.receipts_root,
                 record.block_id,
             ):
-                self.verdicts[layer] = Verdict(
-                    layer, VERIFIED, record.block_id, claim.state_root, record.root
-                )
-                self.verified_up_to = max(self.verified_up_to or -1, layer)
-                self.topic.publish(self.verdicts[layer].as_dict())
+                verdict = Verdict(layer, VERIFIED, record.block_id, claim.state_root, record.root)
+                self._store(verdict)
+                self.topic.publish(verdict.as_dict())
             else:
                 self._report(await self._narrow(layer, claim, record, executor))
 
@@ -227,11 +243,58 @@ class Shadow:
             why = "the claim differs from the executor's own root for the layer: a tampered claim"
         return _with(base, tx_id=tx_id, reason=why, differences=tuple(differences))
 
+    async def _rescan_claims(self, l1: RpcClient, executor: RpcClient) -> None:
+        """After a restart: collect again the claims of the last blocks applied before it.
+
+        A claim is judged right after the block carrying it is applied; one that a stop
+        cut short of its verdict (or that waited for a later layer) would otherwise never
+        be judged. Blocks older than the claim deadline are not read again: their claims
+        were judged then, and a claim still missing is reported missing.
+        """
+        applied = self.store.applied()
+        if applied is None:
+            return
+        first = max(1, applied - self.config.shadow.claim_deadline_layers)
+        for layer in range(first, applied + 1):
+            try:
+                event = await l1.call("get_block", layer=layer)
+                block, _ = certified_block(
+                    layer, event["block"], event["certificate"], self.validators
+                )
+            except (RpcError, CertificateError) as exc:
+                self.log.warning("claims of a block not read again", layer=layer, error=str(exc))
+                continue
+            except WireError as exc:
+                self.log.warning("claims of the last blocks not read again", error=str(exc))
+                break
+            self._collect_claims(block)
+        await self._check_claims(executor)
+
+    def _record(self, verdict: Verdict) -> None:
+        """Keep a verdict: `verified` is the layer's verdict; any other kind is the layer's
+        verdict unless it has one, and is kept among the divergences."""
+        layer = verdict.layer
+        if verdict.kind == VERIFIED:
+            self.verdicts[layer] = verdict
+            self.verified_up_to = max(self.verified_up_to or -1, layer)
+            return
+        self.verdicts.setdefault(layer, verdict)
+        if len(self.divergences) < MAX_DIVERGENCES_KEPT:
+            self.divergences.setdefault(layer, verdict)
+
+    def _store(self, verdict: Verdict) -> bool:
+        """Record and persist a verdict; False if this very verdict was known already."""
+        key = VERDICT_PREFIX + verdict.layer.to_bytes(8, "big") + verdict.kind.encode()
+        encoded = encode_verdict(verdict)
+        if self.db.get(key) == encoded:
+            return False
+        self.db.put(key, encoded)
+        self._record(verdict)
+        return True
+
     def _report(self, verdict: Verdict) -> None:
-        self.verdicts.setdefault(verdict.layer, verdict)
-        if verdict.kind in (DIVERGENCE, MISSING_CLAIM, FOREIGN_CLAIM, LATE_CLAIM):
-            if len(self.divergences) < MAX_DIVERGENCES_KEPT:
-                self.divergences.setdefault(verdict.layer, verdict)
+        if not self._store(verdict):
+            return  # seen again when claims are collected again after a restart
         self.log.error(
             "divergence" if verdict.kind == DIVERGENCE else verdict.kind,
             layer=verdict.layer,

@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 VERIFIED = "verified"
 DIVERGENCE = "divergence"
 MISSING_CLAIM = "missing_claim"
@@ -43,6 +45,25 @@ class Verdict:
                 {"key": d.key, "ours": d.ours, "theirs": d.theirs} for d in self.differences
             ],
         }
+
+
+def encode_verdict(verdict: Verdict) -> bytes:
+    return bytes(msgpack.packb(verdict.as_dict(), use_bin_type=True))
+
+
+def decode_verdict(raw: bytes) -> Verdict:
+    """A verdict as `encode_verdict` stored it."""
+    d = msgpack.unpackb(raw, raw=False)
+    return Verdict(
+        layer=int(d["layer"]),
+        kind=str(d["kind"]),
+        block_id=bytes(d["block_id"]),
+        claimed_root=d["claimed_root"],
+        our_root=d["our_root"],
+        tx_id=d["tx_id"],
+        reason=str(d["reason"]),
+        differences=tuple(Difference(x["key"], x["ours"], x["theirs"]) for x in d["differences"]),
+    )
 
 
 def first_receipt_difference(

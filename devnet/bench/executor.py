@@ -40,6 +40,7 @@ from devnet.bundle import Bundle
 from devnet.config import DevnetConfig, parse_config
 from devnet.errors import DevnetError
 from devnet.execution.layer import ExecutorStore, apply_layer
+from devnet.execution.signature_ahead import SignaturesAhead
 from devnet.execution.state import open_state
 from devnet.methods import spend
 from devnet.transaction import Transaction
@@ -216,6 +217,10 @@ class Result:
     root: bytes = b""
     peak_rss_kib: int = 0
     profile: list[str] = field(default_factory=list)
+    #: The signature helper's figures, or None when every signature was verified in place.
+    signatures: str | None = None
+    #: CPU seconds of the signature helper process (in the CPU rate with this process's).
+    helper_cpu_seconds: float = 0.0
 
     @property
     def layers(self) -> int:
@@ -253,7 +258,8 @@ class Result:
 
     @property
     def tx_per_cpu_second(self) -> float:
-        return self.txs / self.cpu_seconds if self.cpu_seconds else 0.0
+        cpu = self.cpu_seconds + self.helper_cpu_seconds
+        return self.txs / cpu if cpu else 0.0
 
 
 @contextmanager
@@ -290,20 +296,28 @@ def replay(
     db_path: Path,
     *,
     profile: bool = False,
+    signatures_ahead: bool = True,
 ) -> Result:
-    """Apply every block of `history` to a fresh LevelDB at `db_path` and measure it."""
+    """Apply every block of `history` to a fresh LevelDB at `db_path` and measure it.
+
+    With `signatures_ahead`, wallet signatures are checked in a helper process while each
+    layer executes, as the executor node does (`devnet.execution.signature_ahead`).
+    """
     blocks = [decode_block(raw) for raw in history.blocks]  # what the executor receives
     result = Result(params, history, db_path)
     profiler = cProfile.Profile() if profile else None
     db = plyvel.DB(str(db_path), create_if_missing=True, error_if_exists=True)
+    ahead = SignaturesAhead("bench") if signatures_ahead else None
     try:
+        if ahead is not None:
+            ahead.start()
         store = ExecutorStore(db)
         host = open_state(db)
         for block in blocks:
             started, cpu_started = time.perf_counter(), time.process_time()
             if profiler is not None and block.layer > 0:
                 profiler.enable()
-            _, receipts = apply_layer(store, host, block, config)
+            _, receipts = apply_layer(store, host, block, config, ahead=ahead)
             if profiler is not None:
                 profiler.disable()
             elapsed = time.perf_counter() - started
@@ -319,6 +333,10 @@ def replay(
             host.nonce(address) != nonce for address, nonce in history.final_nonces.items()
         )
     finally:
+        if ahead is not None:
+            ahead.close()
+            result.signatures = ahead.describe()
+            result.helper_cpu_seconds = ahead.cpu_seconds
         db.close()
     result.peak_rss_kib = _peak_rss_kib()
     if profiler is not None:
@@ -332,13 +350,16 @@ def benchmark(
     keep: Path | None = None,
     profile: bool = False,
     cache_dir: Path | None = None,
+    signatures_ahead: bool = True,
 ) -> Result:
     """Generate (or load from `cache_dir`) the history, then replay it into a fresh database."""
     params.check()
     config = bench_config(params)
     history = load_history(params, config, cache_dir)
     with _database(keep) as db_path:
-        return replay(params, config, history, db_path, profile=profile)
+        return replay(
+            params, config, history, db_path, profile=profile, signatures_ahead=signatures_ahead
+        )
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -367,7 +388,10 @@ def report(result: Result) -> Iterator[str]:
     yield f"layers       {result.layers:,} (1 … {result.layers})"
     yield f"seconds      {result.seconds:,.2f} (layers ≥ 1, apply_layer only)"
     yield f"tx/s         {result.tx_per_second:,.0f}"
-    yield f"tx/s (CPU)   {result.tx_per_cpu_second:,.0f} (per second of this process's CPU time)"
+    helper = " and its signature helper's" if result.signatures else ""
+    cpu_rate = f"{result.tx_per_cpu_second:,.0f}"
+    yield f"tx/s (CPU)   {cpu_rate} (per second of this process's{helper} CPU time)"
+    yield f"signatures   {result.signatures or 'verified in place (--no-signatures-ahead)'}"
     yield f"layers/s     {result.layers_per_second:,.2f}"
     yield (
         f"per layer    median {_fmt_seconds(statistics.median(per_layer))}, "

@@ -38,6 +38,13 @@ def executor_command(
     profile: Annotated[
         bool, typer.Option("--profile", help="cProfile the replay; print the top functions")
     ] = False,
+    signatures_ahead: Annotated[
+        bool,
+        typer.Option(
+            "--signatures-ahead/--no-signatures-ahead",
+            help="check wallet signatures in a helper process, as the nodes do by default",
+        ),
+    ] = True,
 ) -> None:
     """Layers and transactions per second of the executor replaying wallet spends."""
     from devnet.bench import executor as executor_bench  # heavy: the executor and LevelDB
@@ -45,7 +52,11 @@ def executor_command(
     params = executor_bench.Params(txs, accounts, txs_per_layer, seed)
     try:
         result = executor_bench.benchmark(
-            params, keep=keep, profile=profile, cache_dir=executor_bench.CACHE_DIR
+            params,
+            keep=keep,
+            profile=profile,
+            cache_dir=executor_bench.CACHE_DIR,
+            signatures_ahead=signatures_ahead,
         )
     except executor_bench.BenchError as exc:
         typer.echo(str(exc), err=True)
@@ -65,13 +76,20 @@ def shadow_command(
     ] = 10_000,
     txs_per_layer: Annotated[int, typer.Option(help="transactions per block", min=1)] = 1_000,
     seed: Annotated[int, typer.Option(help="seed of the generated history")] = 1,
+    signatures_ahead: Annotated[
+        bool,
+        typer.Option(
+            "--signatures-ahead/--no-signatures-ahead",
+            help="check wallet signatures in a helper process, as the nodes do by default",
+        ),
+    ] = True,
 ) -> None:
     """Catch-up speed of a shadow executor (layers/s, tx/s) on a recorded history."""
     from devnet.bench import executor as executor_bench
     from devnet.bench import shadow as shadow_bench
 
     params = executor_bench.Params(txs, accounts, txs_per_layer, seed)
-    result = shadow_bench.benchmark(params)
+    result = shadow_bench.benchmark(params, signatures_ahead=signatures_ahead)
     for line in shadow_bench.report(result):
         typer.echo(line)
     if result.mismatched:

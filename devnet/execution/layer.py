@@ -17,6 +17,7 @@ from athena_vm.status import StatusCode
 from devnet.block import Block
 from devnet.config import DevnetConfig
 from devnet.execution.ledger import apply_genesis, execute_block
+from devnet.execution.signature_ahead import SignaturesAhead
 from devnet.execution.state import reset_tracking
 from devnet.state_tree import EMPTY_ROOT, LevelDBNodeStore, NodeCache, StateTree, tree_key
 
@@ -102,12 +103,17 @@ def apply_layer(
     config: DevnetConfig,
     *,
     skip_tx: bytes | None = None,
+    ahead: SignaturesAhead | None = None,
 ) -> tuple[LayerRecord, list[dict[str, Any]]]:
-    """Execute `block` on top of the committed state and commit it atomically."""
+    """Execute `block` on top of the committed state and commit it atomically.
+
+    `ahead`, when given, checks the block's wallet signatures in its helper process while
+    the block executes (the same results, sooner).
+    """
     db = store.db
     if block.layer == 0:
         apply_genesis(host, config)
-    outcome = execute_block(host, db, block, config, skip_tx=skip_tx)
+    outcome = execute_block(host, db, block, config, skip_tx=skip_tx, ahead=ahead)
     with db.write_batch(transaction=True) as batch:
         tree = store.layer_tree(batch)
         root = tree.update(store.root(), {tree_key(k): v for k, v in outcome.writes.items()})

@@ -18,6 +18,7 @@ from athena_vm.status import StatusCode
 from devnet.block import Block, ordered_transactions
 from devnet.builtin_templates import builtin_templates, template
 from devnet.config import DevnetConfig
+from devnet.execution.signature_ahead import SignaturesAhead, wallet_signatures
 from devnet.execution.state import changes
 from devnet.state_transition import Receipt, TransitionConfig, apply_decoded
 
@@ -117,10 +118,14 @@ def execute_block(
     config: DevnetConfig,
     *,
     skip_tx: bytes | None = None,
+    ahead: SignaturesAhead | None = None,
 ) -> LayerOutcome:
     tconfig = transition_config(config)
     receipts: list[dict[str, Any]] = []
-    for item in ordered_transactions(block, config.l1.block_gas_limit):
+    items = ordered_transactions(block, config.l1.block_gas_limit)
+    if ahead is not None:
+        ahead.submit(wallet_signatures(items, host, tconfig.genesis_id))
+    for item in items:
         if skip_tx is not None and item.tx.id == skip_tx:
             continue  # test-only fault: a cheating executor drops this transaction
         # The block rule has decoded the transaction already: apply that, not the bytes.

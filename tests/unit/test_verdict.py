@@ -1,6 +1,13 @@
 """Narrowing a divergence to the first transaction whose receipts differ."""
 
-from shadow_executor.verdict import DIVERGENCE, Difference, Verdict, first_receipt_difference
+from shadow_executor.verdict import (
+    DIVERGENCE,
+    Difference,
+    Verdict,
+    decode_verdict,
+    encode_verdict,
+    first_receipt_difference,
+)
 
 
 def receipt(tx: int, status: int = 0, gas: int = 10) -> dict[str, object]:
@@ -43,3 +50,19 @@ def test_verdict_serializes_every_field() -> None:
     d = v.as_dict()
     assert d["layer"] == 4 and d["kind"] == DIVERGENCE and d["tx_id"] == b"t" * 32
     assert d["differences"] == [{"key": b"k", "ours": b"ours", "theirs": None}]
+
+
+def test_a_stored_verdict_reads_back_equal() -> None:
+    full = Verdict(
+        7,
+        DIVERGENCE,
+        b"\x01" * 32,
+        claimed_root=b"\x02" * 32,
+        our_root=b"\x03" * 32,
+        tx_id=b"\x04" * 32,
+        reason="transaction #0: status differs",
+        differences=(Difference(b"A" + bytes(24), b"ours", None),),
+    )
+    assert decode_verdict(encode_verdict(full)) == full
+    bare = Verdict(3, "missing_claim", reason="no claim for layer 3 by layer 14")
+    assert decode_verdict(encode_verdict(bare)) == bare
