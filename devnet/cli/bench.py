@@ -9,6 +9,14 @@ from devnet.bench import vm as vm_bench
 
 app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 
+SignaturesAheadOption = Annotated[
+    bool,
+    typer.Option(
+        "--signatures-ahead/--no-signatures-ahead",
+        help="check wallet signatures in a helper process, as the nodes do by default",
+    ),
+]
+
 
 @app.command("vm")
 def vm_command(
@@ -38,13 +46,7 @@ def executor_command(
     profile: Annotated[
         bool, typer.Option("--profile", help="cProfile the replay; print the top functions")
     ] = False,
-    signatures_ahead: Annotated[
-        bool,
-        typer.Option(
-            "--signatures-ahead/--no-signatures-ahead",
-            help="check wallet signatures in a helper process, as the nodes do by default",
-        ),
-    ] = True,
+    signatures_ahead: SignaturesAheadOption = True,
 ) -> None:
     """Layers and transactions per second of the executor replaying wallet spends."""
     from devnet.bench import executor as executor_bench  # heavy: the executor and LevelDB
@@ -76,13 +78,7 @@ def shadow_command(
     ] = 10_000,
     txs_per_layer: Annotated[int, typer.Option(help="transactions per block", min=1)] = 1_000,
     seed: Annotated[int, typer.Option(help="seed of the generated history")] = 1,
-    signatures_ahead: Annotated[
-        bool,
-        typer.Option(
-            "--signatures-ahead/--no-signatures-ahead",
-            help="check wallet signatures in a helper process, as the nodes do by default",
-        ),
-    ] = True,
+    signatures_ahead: SignaturesAheadOption = True,
 ) -> None:
     """Catch-up speed of a shadow executor (layers/s, tx/s) on a recorded history."""
     from devnet.bench import executor as executor_bench

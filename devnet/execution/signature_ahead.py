@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from types import TracebackType
 
 import msgpack
 
@@ -83,18 +82,6 @@ class SignaturesAhead:
         self.used = 0
         self.cpu_seconds = 0.0
         self._children_cpu = 0.0
-
-    def __enter__(self) -> "SignaturesAhead":
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def alive(self) -> bool:

@@ -95,12 +95,16 @@ def wait_for(predicate: object, seconds: float = 20.0) -> None:
 
 def test_helper_process_fills_the_memo_with_the_valid_ones() -> None:
     keys = [triple(i, valid=i % 2 == 0) for i in range(100)]
-    with SignaturesAhead("test") as ahead:
+    ahead = SignaturesAhead("test")
+    ahead.start()
+    try:
         assert ahead.alive
         ahead.submit(keys)
         wait_for(lambda: ed25519.known_valid() == 50)
         message, signature = b"transaction 0", KEY.sign(b"transaction 0")
         assert ed25519.verify(KEY.public_key, message, signature)
+    finally:
+        ahead.close()
     assert not ahead.alive
     assert (ahead.submitted, ahead.answered, ahead.used) == (100, 50, 1)
     assert "100 checked ahead" in ahead.describe()
