@@ -13,7 +13,8 @@
 4. **Measurement**, here, while the load runs: every layer the executor applies
    (`subscribe_layers`: which transactions, when); twice a layer the last certified layer
    and the executor's and the shadow's applied and verified layers; the CPU time of every
-   process (`/proc/PID/stat`) and of the machine.
+   process (`/proc/PID/stat`; a node's helper process counts as `NODE/helper`) and of
+   the machine.
 5. **Checks.** Every acknowledged transaction has a successful receipt and appears in an
    applied layer, every wallet's nonce advanced by exactly the number of its acknowledged
    transactions (so nothing ran twice or without being acknowledged), and the shadow
@@ -21,8 +22,8 @@
 
 Latency is from the moment the load process sent a transaction to the moment the layer
 that executed it was reported (when its receipt exists), in milliseconds and in layers
-(executed layer − the layer at submission). Peak RSS is each node's VmHWM from /proc. The
-printed report is `e2e_report`'s.
+(executed layer − the layer at submission). Peak RSS is each node's (and helper's) VmHWM
+from /proc. The printed report is `e2e_report`'s.
 """
 
 import math
@@ -302,6 +303,20 @@ async def meter_cpu(pids: dict[str, int], start_at: float, seconds: float, out: 
     out.machine_cores = (total1 - total0) / elapsed
 
 
+def with_helpers(pids: dict[str, int]) -> dict[str, int]:
+    """The nodes and their helper processes (an executor's or shadow's signature checker,
+    named `NODE/helper`), so that their CPU and memory are counted too."""
+    out = dict(pids)
+    for name, pid in pids.items():
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        for i, child in enumerate(children.split()):
+            out[f"{name}/helper" + (f"-{i}" if i else "")] = int(child)
+    return out
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """The process's peak resident set (VmHWM) in MB, or None if it is gone."""
     try:
@@ -478,7 +493,8 @@ async def measure(params: Params, devnet: Devnet) -> Outcome:
                 nursery.start_soon(sample_lags, smesher, executor, shadow, recorder)
                 start_at = await process.start(pids)
                 first_layer = config.network.layer_at(int(start_at * 1000))
-                nursery.start_soon(meter_cpu, pids, start_at, params.seconds, cpu)
+                metered = with_helpers(pids)  # the load's pid is among them now
+                nursery.start_soon(meter_cpu, metered, start_at, params.seconds, cpu)
                 profilers = (
                     start_profilers(devnet, params.profile_dir, params.seconds + 1)
                     if params.profile_dir
@@ -519,9 +535,9 @@ async def measure(params: Params, devnet: Devnet) -> Outcome:
         nonce_mismatches,
         unverified,
         divergences,
-        {name: peak_rss_mb(pid) for name, pid in devnet.pids().items()},
+        {name: peak_rss_mb(pid) for name, pid in with_helpers(devnet.pids()).items()},
         cpu,
-        devnet.pids(),
+        with_helpers(devnet.pids()),
     )
 
 

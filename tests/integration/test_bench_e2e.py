@@ -54,6 +54,7 @@ def test_a_short_run_executes_every_acknowledged_spend_once(tmp_path: Path) -> N
     assert outcome.correct, report
     assert len(outcome.executed_in) >= len(outcome.load["acked"])
     assert not outcome.killed
+    assert {"executor/helper", "shadow-0/helper"} <= outcome.rss_mb.keys(), report
     deadline = time.monotonic() + 10
     while any(pid_alive(pid) for pid in outcome.pids.values()) and time.monotonic() < deadline:
         time.sleep(0.2)
