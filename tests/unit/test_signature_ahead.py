@@ -7,12 +7,16 @@ import time
 from pathlib import Path
 
 import msgpack
+import plyvel
 import pytest
 
 from athena_vm import ed25519
 from devnet.bench import executor as bench
-from devnet.execution.signature_ahead import SignaturesAhead
+from devnet.block import decode_block, ordered_transactions
+from devnet.execution.layer import ExecutorStore, apply_layer
+from devnet.execution.signature_ahead import SignaturesAhead, wallet_signatures
 from devnet.execution.signature_worker import CHUNK, FrameError, serve
+from devnet.execution.state import open_state
 from devnet.keys import KeyPair
 
 KEY = KeyPair.from_seed(bytes(range(32)))
@@ -132,3 +136,27 @@ def test_execution_is_the_same_with_and_without_the_helper(tmp_path: Path) -> No
     assert with_helper.statuses == in_place.statuses
     assert with_helper.signatures is not None and "400 checked ahead" in with_helper.signatures
     assert in_place.signatures is None
+
+
+def test_the_vm_answers_from_the_memo_with_the_keys_wallet_signatures_names(
+    tmp_path: Path,
+) -> None:
+    """Deterministic, no helper: the keys `wallet_signatures` computes for a block are exactly
+    the checks its wallets' `verify` makes, and the VM takes each from the memo."""
+    params = bench.Params(txs=30, accounts=10, txs_per_layer=30, seed=5)
+    config = bench.bench_config(params)
+    history = bench.generate(params, config)
+    genesis, block = (decode_block(raw) for raw in history.blocks)
+    db = plyvel.DB(str(tmp_path / "db"), create_if_missing=True)
+    try:
+        store, host = ExecutorStore(db), open_state(db)
+        apply_layer(store, host, genesis, config)
+        items = ordered_transactions(block, config.l1.block_gas_limit)
+        keys = wallet_signatures(items, host, config.network.genesis_id)
+        assert len(keys) == len(set(keys)) == 30
+        ed25519.remember_valid(keys)
+        _, receipts = apply_layer(store, host, block, config)
+    finally:
+        db.close()
+    assert [r["status_name"] for r in receipts] == ["SUCCESS"] * 30
+    assert ed25519.known_valid() == 0  # every one of them answered a check of the VM
