@@ -57,6 +57,8 @@ DEFAULT_BLOCK_GAS_LIMIT = 100_000_000
 RELAY = "relay-0"
 CACHE_DIR = Path(tempfile.gettempdir()) / "athena-devnet-bench"
 TOP_FUNCTIONS = 15
+#: The replay rate the executor and a catching-up shadow are built to sustain.
+TARGET_TPS = 3_000
 
 
 class BenchError(DevnetError):
@@ -393,6 +395,7 @@ def report(result: Result) -> Iterator[str]:
     yield f"tx/s (CPU)   {cpu_rate} (per second of this process's{helper} CPU time)"
     yield f"signatures   {result.signatures or 'verified in place (--no-signatures-ahead)'}"
     yield f"layers/s     {result.layers_per_second:,.2f}"
+    yield target_line(result.tx_per_second)
     yield (
         f"per layer    median {_fmt_seconds(statistics.median(per_layer))}, "
         f"max {_fmt_seconds(max(per_layer))}"
@@ -402,6 +405,11 @@ def report(result: Result) -> Iterator[str]:
     if result.profile:
         yield "profile      layers ≥ 1 under cProfile (the rates above include its overhead)"
         yield from result.profile
+
+
+def target_line(tx_per_second: float) -> str:
+    met = "met" if tx_per_second >= TARGET_TPS else "MISSED"
+    return f"target       ≥ {TARGET_TPS:,} tx/s {met}"
 
 
 def failure(result: Result) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import msgpack
 import plyvel
 
-from devnet.bench.executor import CACHE_DIR, Params, bench_config, load_history
+from devnet.bench.executor import CACHE_DIR, Params, bench_config, load_history, target_line
 from devnet.block import Block, decode_block
 from devnet.certificate import (
     KIND_PRECOMMIT,
@@ -153,6 +153,7 @@ def report(result: ShadowResult) -> Iterator[str]:
     if result.seconds:
         yield f"layers/s     {result.layers / result.seconds:,.2f}"
         yield f"tx/s         {result.txs / result.seconds:,.0f}"
+        yield target_line(result.txs / result.seconds)
     cpu = result.cpu_seconds + result.helper_cpu_seconds
     if cpu:
         helper = ", its signature helper's included" if result.signatures else ""

@@ -29,6 +29,7 @@ def test_tiny_run_succeeds_and_counts(tmp_path: Path) -> None:
     assert any(line.startswith("tx/s") for line in lines)
     assert "receipts     200 SUCCESS, 0 other" in lines
     assert f"root         {result.root.hex()}" in lines
+    assert any(line.startswith("target       ≥ 3,000 tx/s ") for line in lines)
 
 
 def test_cached_history_replays_to_the_same_root(tmp_path: Path) -> None:
