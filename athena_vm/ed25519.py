@@ -64,7 +64,7 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """
     if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         return False
-    key = signature + public_key + message
+    key = memo_key(public_key, message, signature)
     if key in _known_valid:
         _known_valid.discard(key)
         return True

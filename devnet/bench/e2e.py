@@ -518,6 +518,7 @@ async def measure(params: Params, devnet: Devnet) -> Outcome:
         nonce_mismatches = await check_nonces(config, executor, wallets, load["acked"])
         unverified = await check_verdicts(shadow, first_layer, last_layer)
         divergences = list(await shadow.call("list_divergences"))
+    processes = with_helpers(devnet.pids())
     return Outcome(
         params,
         config,
@@ -535,9 +536,9 @@ async def measure(params: Params, devnet: Devnet) -> Outcome:
         nonce_mismatches,
         unverified,
         divergences,
-        {name: peak_rss_mb(pid) for name, pid in with_helpers(devnet.pids()).items()},
+        {name: peak_rss_mb(pid) for name, pid in processes.items()},
         cpu,
-        with_helpers(devnet.pids()),
+        processes,
     )
 
 

@@ -40,7 +40,7 @@ from devnet.bundle import Bundle
 from devnet.config import DevnetConfig, parse_config
 from devnet.errors import DevnetError
 from devnet.execution.layer import ExecutorStore, apply_layer
-from devnet.execution.signature_ahead import SignaturesAhead
+from devnet.execution.signature_ahead import SignaturesAhead, checked_ahead, report_line
 from devnet.execution.state import open_state
 from devnet.methods import spend
 from devnet.transaction import Transaction
@@ -219,10 +219,9 @@ class Result:
     root: bytes = b""
     peak_rss_kib: int = 0
     profile: list[str] = field(default_factory=list)
-    #: The signature helper's figures, or None when every signature was verified in place.
-    signatures: str | None = None
-    #: CPU seconds of the signature helper process (in the CPU rate with this process's).
-    helper_cpu_seconds: float = 0.0
+    #: The closed signature helper (its figures and CPU time, counted in the CPU rate), or
+    #: None when every signature was verified in place.
+    signatures: SignaturesAhead | None = None
 
     @property
     def layers(self) -> int:
@@ -260,7 +259,7 @@ class Result:
 
     @property
     def tx_per_cpu_second(self) -> float:
-        cpu = self.cpu_seconds + self.helper_cpu_seconds
+        cpu = self.cpu_seconds + (self.signatures.cpu_seconds if self.signatures else 0.0)
         return self.txs / cpu if cpu else 0.0
 
 
@@ -309,36 +308,30 @@ def replay(
     result = Result(params, history, db_path)
     profiler = cProfile.Profile() if profile else None
     db = plyvel.DB(str(db_path), create_if_missing=True, error_if_exists=True)
-    ahead = SignaturesAhead("bench") if signatures_ahead else None
     try:
-        if ahead is not None:
-            ahead.start()
         store = ExecutorStore(db)
         host = open_state(db)
-        for block in blocks:
-            started, cpu_started = time.perf_counter(), time.process_time()
-            if profiler is not None and block.layer > 0:
-                profiler.enable()
-            _, receipts = apply_layer(store, host, block, config, ahead=ahead)
-            if profiler is not None:
-                profiler.disable()
-            elapsed = time.perf_counter() - started
-            if block.layer == 0:
-                result.genesis_seconds = elapsed
-            else:
-                result.layer_seconds.append(elapsed)
-                result.cpu_seconds += time.process_time() - cpu_started
-                result.txs += len(receipts)
-            result.statuses.update(str(r["status_name"]) for r in receipts)
+        with checked_ahead("bench", signatures_ahead) as result.signatures:
+            for block in blocks:
+                started, cpu_started = time.perf_counter(), time.process_time()
+                if profiler is not None and block.layer > 0:
+                    profiler.enable()
+                _, receipts = apply_layer(store, host, block, config, ahead=result.signatures)
+                if profiler is not None:
+                    profiler.disable()
+                elapsed = time.perf_counter() - started
+                if block.layer == 0:
+                    result.genesis_seconds = elapsed
+                else:
+                    result.layer_seconds.append(elapsed)
+                    result.cpu_seconds += time.process_time() - cpu_started
+                    result.txs += len(receipts)
+                result.statuses.update(str(r["status_name"]) for r in receipts)
         result.root = store.root()
         result.nonce_mismatches = sum(
             host.nonce(address) != nonce for address, nonce in history.final_nonces.items()
         )
     finally:
-        if ahead is not None:
-            ahead.close()
-            result.signatures = ahead.describe()
-            result.helper_cpu_seconds = ahead.cpu_seconds
         db.close()
     result.peak_rss_kib = _peak_rss_kib()
     if profiler is not None:
@@ -393,7 +386,7 @@ def report(result: Result) -> Iterator[str]:
     helper = " and its signature helper's" if result.signatures else ""
     cpu_rate = f"{result.tx_per_cpu_second:,.0f}"
     yield f"tx/s (CPU)   {cpu_rate} (per second of this process's{helper} CPU time)"
-    yield f"signatures   {result.signatures or 'verified in place (--no-signatures-ahead)'}"
+    yield report_line(result.signatures)
     yield f"layers/s     {result.layers_per_second:,.2f}"
     yield target_line(result.tx_per_second)
     yield (

@@ -28,7 +28,7 @@ from devnet.certificate import (
 )
 from devnet.config import DevnetConfig
 from devnet.execution.layer import ExecutorStore, apply_layer
-from devnet.execution.signature_ahead import SignaturesAhead
+from devnet.execution.signature_ahead import SignaturesAhead, checked_ahead, report_line
 from devnet.execution.state import open_state
 
 QUORUM_SIGNERS = 3
@@ -48,8 +48,7 @@ class ShadowResult:
     setup_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     #: As in the executor benchmark's result.
-    signatures: str | None = None
-    helper_cpu_seconds: float = 0.0
+    signatures: SignaturesAhead | None = None
 
 
 def certify(block: Block, config: DevnetConfig) -> Certificate:
@@ -108,33 +107,31 @@ def benchmark(
     result = ShadowResult(params, setup_seconds=time.perf_counter() - started)
     with tempfile.TemporaryDirectory(prefix="athena-bench-shadow-") as scratch:
         db = plyvel.DB(scratch, create_if_missing=True)
-        ahead = SignaturesAhead("bench-shadow") if signatures_ahead else None
         try:
-            if ahead is not None:
-                ahead.start()
             store, host = ExecutorStore(db), open_state(db)
-            for block, cert, claim in zip(blocks, certificates, claims, strict=True):
-                t0, cpu0 = time.perf_counter(), time.process_time()
-                if not verify_certificate(cert, validators, layer=block.layer, value=(block.id,)):
-                    raise RuntimeError(f"certificate of layer {block.layer} does not verify")
-                record, receipts = apply_layer(store, host, block, config, ahead=ahead)
-                if (record.root, record.receipts_root) == claim:
-                    result.verified += 1
-                else:
-                    result.mismatched += 1
-                elapsed = time.perf_counter() - t0
-                if block.layer == 0:
-                    result.genesis_seconds = elapsed
-                else:
-                    result.seconds += elapsed
-                    result.cpu_seconds += time.process_time() - cpu0
-                    result.layers += 1
-                    result.txs += len(receipts)
+            with checked_ahead("bench-shadow", signatures_ahead) as result.signatures:
+                for block, cert, claim in zip(blocks, certificates, claims, strict=True):
+                    t0, cpu0 = time.perf_counter(), time.process_time()
+                    if not verify_certificate(
+                        cert, validators, layer=block.layer, value=(block.id,)
+                    ):
+                        raise RuntimeError(f"certificate of layer {block.layer} does not verify")
+                    record, receipts = apply_layer(
+                        store, host, block, config, ahead=result.signatures
+                    )
+                    if (record.root, record.receipts_root) == claim:
+                        result.verified += 1
+                    else:
+                        result.mismatched += 1
+                    elapsed = time.perf_counter() - t0
+                    if block.layer == 0:
+                        result.genesis_seconds = elapsed
+                    else:
+                        result.seconds += elapsed
+                        result.cpu_seconds += time.process_time() - cpu0
+                        result.layers += 1
+                        result.txs += len(receipts)
         finally:
-            if ahead is not None:
-                ahead.close()
-                result.signatures = ahead.describe()
-                result.helper_cpu_seconds = ahead.cpu_seconds
             db.close()
     return result
 
@@ -154,8 +151,8 @@ def report(result: ShadowResult) -> Iterator[str]:
         yield f"layers/s     {result.layers / result.seconds:,.2f}"
         yield f"tx/s         {result.txs / result.seconds:,.0f}"
         yield target_line(result.txs / result.seconds)
-    cpu = result.cpu_seconds + result.helper_cpu_seconds
+    cpu = result.cpu_seconds + (result.signatures.cpu_seconds if result.signatures else 0.0)
     if cpu:
         helper = ", its signature helper's included" if result.signatures else ""
         yield f"tx/s (CPU)   {result.txs / cpu:,.0f} (per second of CPU time{helper})"
-    yield f"signatures   {result.signatures or 'verified in place (--no-signatures-ahead)'}"
+    yield report_line(result.signatures)

@@ -20,7 +20,8 @@ import resource
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import msgpack
 
@@ -158,3 +159,24 @@ class SignaturesAhead:
                 remember_valid(valid)
         except (OSError, ValueError, FrameError) as exc:
             self.log.warning("signature helper answers lost; verifying in place", error=str(exc))
+
+
+@contextmanager
+def checked_ahead(node: str, enabled: bool) -> Iterator[SignaturesAhead | None]:
+    """A started helper for the block, closed after it (None when not `enabled`)."""
+    if not enabled:
+        yield None
+        return
+    ahead = SignaturesAhead(node)
+    ahead.start()
+    try:
+        yield ahead
+    finally:
+        ahead.close()
+
+
+def report_line(ahead: SignaturesAhead | None) -> str:
+    """The benchmarks' `signatures` line."""
+    return (
+        f"signatures   {ahead.describe() if ahead else 'verified in place (--no-signatures-ahead)'}"
+    )
